@@ -1,0 +1,4 @@
+//! upload-core
+pub mod hash;
+pub mod plan;
+pub mod size;
