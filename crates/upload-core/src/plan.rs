@@ -151,9 +151,7 @@ pub enum PlanError {
         max: u64,
     },
     /// The vendor must know the total length up front, and the source has none.
-    #[error(
-        "{vendor} needs the total length when the upload starts; the source's length is unknown"
-    )]
+    #[error("{vendor} needs the total length when the upload starts; the source's length is unknown")]
     UnknownLength {
         /// Vendor name.
         vendor: &'static str,
@@ -205,28 +203,15 @@ impl PartPlan {
     ///
     /// `Auto` and `AtLeast` grow the part size to the smallest valid size that fits the vendor's
     /// part count limit; `Exact` never changes the size and fails instead.
-    pub fn new(
-        rules: &PartRules,
-        total_len: Option<u64>,
-        size: PartSize,
-    ) -> Result<Self, PlanError> {
+    pub fn new(rules: &PartRules, total_len: Option<u64>, size: PartSize) -> Result<Self, PlanError> {
         let vendor = rules.vendor;
         match total_len {
             None if rules.needs_total_len => return Err(PlanError::UnknownLength { vendor }),
             Some(len) if len < rules.min_source_len => {
-                return Err(PlanError::SourceTooSmall {
-                    vendor,
-                    len,
-                    min: rules.min_source_len,
-                    hint: "",
-                });
+                return Err(PlanError::SourceTooSmall { vendor, len, min: rules.min_source_len, hint: "" });
             }
             Some(len) if len > rules.max_source_len => {
-                return Err(PlanError::SourceTooLarge {
-                    vendor,
-                    len,
-                    max: rules.max_source_len,
-                });
+                return Err(PlanError::SourceTooLarge { vendor, len, max: rules.max_source_len });
             }
             _ => {}
         }
@@ -257,9 +242,7 @@ impl PartPlan {
                 part_size = match round_up(needed, rules.part_size_multiple) {
                     Some(s) if s <= rules.max_part_size => s,
                     _ => {
-                        let max = rules
-                            .max_part_size
-                            .saturating_mul(u64::from(rules.max_parts));
+                        let max = rules.max_part_size.saturating_mul(u64::from(rules.max_parts));
                         return Err(PlanError::SourceTooLarge { vendor, len, max });
                     }
                 };
@@ -269,12 +252,7 @@ impl PartPlan {
         check_size(rules, part_size)?;
         // Small sources: one part of the whole source is still a valid plan (the last part may be
         // smaller than the minimum), so nothing else to check.
-        Ok(Self {
-            part_size,
-            total_len,
-            first_part_number: rules.first_part_number,
-            max_parts: rules.max_parts,
-        })
+        Ok(Self { part_size, total_len, first_part_number: rules.first_part_number, max_parts: rules.max_parts })
     }
 
     /// Number of parts, when the total length is known. An empty source is one empty part.
@@ -294,19 +272,9 @@ impl PartPlan {
                 if index >= self.part_count()? {
                     return None;
                 }
-                Some(PartSpec {
-                    index,
-                    number,
-                    offset,
-                    len: (total - offset).min(self.part_size),
-                })
+                Some(PartSpec { index, number, offset, len: (total - offset).min(self.part_size) })
             }
-            None if index < self.max_parts => Some(PartSpec {
-                index,
-                number,
-                offset,
-                len: self.part_size,
-            }),
+            None if index < self.max_parts => Some(PartSpec { index, number, offset, len: self.part_size }),
             None => None,
         }
     }
@@ -332,25 +300,13 @@ impl PartPlan {
 pub fn check_size(rules: &PartRules, size: u64) -> Result<(), PlanError> {
     let vendor = rules.vendor;
     if size < rules.min_part_size || size == 0 {
-        return Err(PlanError::PartTooSmall {
-            vendor,
-            size,
-            min: rules.min_part_size.max(1),
-        });
+        return Err(PlanError::PartTooSmall { vendor, size, min: rules.min_part_size.max(1) });
     }
     if size > rules.max_part_size {
-        return Err(PlanError::PartTooLarge {
-            vendor,
-            size,
-            max: rules.max_part_size,
-        });
+        return Err(PlanError::PartTooLarge { vendor, size, max: rules.max_part_size });
     }
-    if rules.part_size_multiple > 1 && size % rules.part_size_multiple != 0 {
-        return Err(PlanError::NotAMultiple {
-            vendor,
-            size,
-            multiple: rules.part_size_multiple,
-        });
+    if rules.part_size_multiple > 1 && !size.is_multiple_of(rules.part_size_multiple) {
+        return Err(PlanError::NotAMultiple { vendor, size, multiple: rules.part_size_multiple });
     }
     Ok(())
 }
@@ -381,10 +337,7 @@ mod tests {
     #[test]
     fn too_small_names_vendor_and_minimum() {
         let err = PartPlan::new(&oss(), Some(GIB), PartSize::Exact(64 * KIB)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "part size 64 KiB is below OSS's minimum of 100 KiB"
-        );
+        assert_eq!(err.to_string(), "part size 64 KiB is below OSS's minimum of 100 KiB");
     }
 
     #[test]
@@ -393,10 +346,7 @@ mod tests {
         assert!(plan.part_count().unwrap() <= 10_000);
         assert_eq!(plan.part_size, (100 * GIB).div_ceil(10_000));
         let exact = PartPlan::new(&oss(), Some(100 * GIB), PartSize::Exact(8 * MIB)).unwrap_err();
-        assert!(
-            matches!(exact, PlanError::TooManyParts { parts: 12_800, .. }),
-            "{exact}"
-        );
+        assert!(matches!(exact, PlanError::TooManyParts { parts: 12_800, .. }), "{exact}");
     }
 
     #[test]
@@ -413,27 +363,16 @@ mod tests {
         assert_eq!(plan.part_size % (320 * KIB), 0);
         assert!(plan.part_count().unwrap() <= 100);
         let err = PartPlan::new(&rules, Some(GIB), PartSize::Exact(MIB)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "part size 1 MiB is not a multiple of 320 KiB, as Graph requires"
-        );
+        assert_eq!(err.to_string(), "part size 1 MiB is not a multiple of 320 KiB, as Graph requires");
         let err = PartPlan::new(&rules, Some(10 * GIB), PartSize::Auto).unwrap_err();
         assert!(matches!(err, PlanError::SourceTooLarge { .. }), "{err}");
     }
 
     #[test]
     fn source_bounds_and_unknown_length() {
-        let rules = PartRules {
-            vendor: "Box",
-            min_source_len: 20_000_000,
-            needs_total_len: true,
-            ..oss()
-        };
+        let rules = PartRules { vendor: "Box", min_source_len: 20_000_000, needs_total_len: true, ..oss() };
         let err = PartPlan::new(&rules, Some(MIB), PartSize::Auto).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "a source of 1 MiB is below Box's minimum of 20000000 bytes for this upload type"
-        );
+        assert_eq!(err.to_string(), "a source of 1 MiB is below Box's minimum of 20000000 bytes for this upload type");
         assert_eq!(
             PartPlan::new(&rules, None, PartSize::Auto).unwrap_err(),
             PlanError::UnknownLength { vendor: "Box" }
@@ -441,41 +380,19 @@ mod tests {
         let err = PartPlan::new(&oss(), Some(50_000 * GIB), PartSize::Auto).unwrap_err();
         assert!(matches!(err, PlanError::SourceTooLarge { .. }));
         let err = PartPlan::new(&oss(), Some(GIB), PartSize::Exact(6 * GIB)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "part size 6 GiB is above OSS's maximum of 5 GiB"
-        );
+        assert_eq!(err.to_string(), "part size 6 GiB is above OSS's maximum of 5 GiB");
     }
 
     #[test]
     fn empty_source_is_one_empty_part_and_numbers_follow_the_vendor() {
         let plan = PartPlan::new(&oss(), Some(0), PartSize::Auto).unwrap();
-        assert_eq!(
-            plan.parts().collect::<Vec<_>>(),
-            vec![PartSpec {
-                index: 0,
-                number: 1,
-                offset: 0,
-                len: 0
-            }]
-        );
-        let qs = PartRules {
-            first_part_number: 0,
-            ..oss()
-        };
+        assert_eq!(plan.parts().collect::<Vec<_>>(), vec![PartSpec { index: 0, number: 1, offset: 0, len: 0 }]);
+        let qs = PartRules { first_part_number: 0, ..oss() };
         let plan = PartPlan::new(&qs, Some(20 * MIB + 1), PartSize::Exact(8 * MIB)).unwrap();
         let parts: Vec<_> = plan.parts().collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].number, 0);
-        assert_eq!(
-            parts[2],
-            PartSpec {
-                index: 2,
-                number: 2,
-                offset: 16 * MIB,
-                len: 4 * MIB + 1
-            }
-        );
+        assert_eq!(parts[2], PartSpec { index: 2, number: 2, offset: 16 * MIB, len: 4 * MIB + 1 });
         assert_eq!(plan.index_of(2), Some(2));
     }
 
@@ -488,14 +405,8 @@ mod tests {
     }
 
     fn rules_strategy() -> impl Strategy<Value = PartRules> {
-        (
-            1u64..=4 * MIB,
-            1u64..=8,
-            1u32..=10_000,
-            0u32..=1,
-            prop::sample::select(vec![1u64, 4096, 320 * KIB]),
-        )
-            .prop_map(|(min, span, max_parts, first, multiple)| PartRules {
+        (1u64..=4 * MIB, 1u64..=8, 1u32..=10_000, 0u32..=1, prop::sample::select(vec![1u64, 4096, 320 * KIB])).prop_map(
+            |(min, span, max_parts, first, multiple)| PartRules {
                 vendor: "Test",
                 min_part_size: min,
                 max_part_size: min * span * 1024,
@@ -508,7 +419,8 @@ mod tests {
                 server_picks_part_size: false,
                 needs_total_len: false,
                 sequential: false,
-            })
+            },
+        )
     }
 
     proptest! {

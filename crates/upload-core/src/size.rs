@@ -21,15 +21,11 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, name) in [(TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-            if n >= unit && n % unit == 0 {
+            if n >= unit && n.is_multiple_of(unit) {
                 return write!(f, "{} {name}", n / unit);
             }
         }
-        if n == 1 {
-            f.write_str("1 byte")
-        } else {
-            write!(f, "{n} bytes")
-        }
+        if n == 1 { f.write_str("1 byte") } else { write!(f, "{n} bytes") }
     }
 }
 

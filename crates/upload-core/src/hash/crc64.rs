@@ -36,10 +36,7 @@ pub struct Crc64 {
 impl Crc64 {
     /// The CRC of `data`.
     pub fn of(data: &[u8]) -> Self {
-        Self {
-            crc: crc64(data),
-            len: data.len() as u64,
-        }
+        Self { crc: crc64(data), len: data.len() as u64 }
     }
 
     /// Appends a piece whose CRC is already known.
@@ -65,10 +62,7 @@ mod tests {
         assert_eq!(crc64(b""), 0);
         assert_eq!(crc64(b"12345"), 6748440630437108969);
         assert_eq!(crc64(b"67890"), 6285347597771850461);
-        assert_eq!(
-            combine(6748440630437108969, 6285347597771850461, 5),
-            12811388247244714686
-        );
+        assert_eq!(combine(6748440630437108969, 6285347597771850461, 5), 12811388247244714686);
     }
 
     proptest! {

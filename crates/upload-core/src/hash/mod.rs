@@ -51,6 +51,11 @@ impl Hashes {
         self.0 & other.0 == other.0
     }
 
+    /// The set without the hashes of `other`.
+    pub fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -66,12 +71,7 @@ impl BitOr for Hashes {
 
 impl std::fmt::Debug for Hashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names = [
-            (Self::SHA1, "SHA1"),
-            (Self::MD5, "MD5"),
-            (Self::CRC64, "CRC64"),
-            (Self::QUICKXOR, "QUICKXOR"),
-        ];
+        let names = [(Self::SHA1, "SHA1"), (Self::MD5, "MD5"), (Self::CRC64, "CRC64"), (Self::QUICKXOR, "QUICKXOR")];
         let mut set = f.debug_set();
         for (h, n) in names {
             if self.contains(h) {
@@ -140,12 +140,10 @@ impl Digests {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -162,24 +160,17 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer, const N: usize>(
-        v: &Option<[u8; N]>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer, const N: usize>(v: &Option<[u8; N]>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(b) => s.serialize_some(&super::hex(b)),
             None => s.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
-        d: D,
-    ) -> Result<Option<[u8; N]>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Option<[u8; N]>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) => super::unhex(&s)
-                .map(Some)
-                .ok_or_else(|| D::Error::custom(format!("expected {N} bytes of hex"))),
+            Some(s) => super::unhex(&s).map(Some).ok_or_else(|| D::Error::custom(format!("expected {N} bytes of hex"))),
         }
     }
 }
@@ -197,10 +188,7 @@ pub struct WholeHasher {
 
 impl std::fmt::Debug for WholeHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WholeHasher")
-            .field("hashes", &self.hashes)
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("WholeHasher").field("hashes", &self.hashes).field("len", &self.len).finish()
     }
 }
 
@@ -237,14 +225,9 @@ fn save<T: SerializableState>(h: &T) -> String {
     STANDARD.encode(h.serialize().as_slice())
 }
 
-fn restore<T: SerializableState>(
-    s: &Option<String>,
-    algorithm: &'static str,
-) -> Result<T, HashStateError> {
+fn restore<T: SerializableState>(s: &Option<String>, algorithm: &'static str) -> Result<T, HashStateError> {
     let err = HashStateError { algorithm };
-    let bytes = STANDARD
-        .decode(s.as_deref().ok_or(err.clone())?)
-        .map_err(|_| err.clone())?;
+    let bytes = STANDARD.decode(s.as_deref().ok_or(err.clone())?).map_err(|_| err.clone())?;
     let array = bytes.as_slice().try_into().map_err(|_| err.clone())?;
     T::deserialize(array).map_err(|_| err)
 }
@@ -314,10 +297,7 @@ impl WholeHasher {
             sha1: self.sha1.as_ref().map(save),
             md5: self.md5.as_ref().map(save),
             crc64: self.crc64,
-            quickxor: self
-                .quickxor
-                .as_ref()
-                .map(|q| STANDARD.encode(q.to_state())),
+            quickxor: self.quickxor.as_ref().map(|q| STANDARD.encode(q.to_state())),
         }
     }
 
@@ -325,12 +305,8 @@ impl WholeHasher {
     pub fn from_state(state: &WholeHashState) -> Result<Self, HashStateError> {
         let h = state.hashes;
         let quickxor = if h.contains(Hashes::QUICKXOR) {
-            let err = HashStateError {
-                algorithm: "QuickXorHash",
-            };
-            let bytes = STANDARD
-                .decode(state.quickxor.as_deref().ok_or(err.clone())?)
-                .map_err(|_| err.clone())?;
+            let err = HashStateError { algorithm: "QuickXorHash" };
+            let bytes = STANDARD.decode(state.quickxor.as_deref().ok_or(err.clone())?).map_err(|_| err.clone())?;
             let q = QuickXor::from_state(&bytes).ok_or(err.clone())?;
             if q.len() != state.len {
                 return Err(err);
@@ -340,13 +316,9 @@ impl WholeHasher {
             None
         };
         let crc64 = if h.contains(Hashes::CRC64) {
-            let c = state.crc64.ok_or(HashStateError {
-                algorithm: "CRC-64",
-            })?;
+            let c = state.crc64.ok_or(HashStateError { algorithm: "CRC-64" })?;
             if c.len != state.len {
-                return Err(HashStateError {
-                    algorithm: "CRC-64",
-                });
+                return Err(HashStateError { algorithm: "CRC-64" });
             }
             Some(c)
         } else {
@@ -355,16 +327,8 @@ impl WholeHasher {
         Ok(Self {
             hashes: h,
             len: state.len,
-            sha1: if h.contains(Hashes::SHA1) {
-                Some(restore(&state.sha1, "SHA-1")?)
-            } else {
-                None
-            },
-            md5: if h.contains(Hashes::MD5) {
-                Some(restore(&state.md5, "MD5")?)
-            } else {
-                None
-            },
+            sha1: if h.contains(Hashes::SHA1) { Some(restore(&state.sha1, "SHA-1")?) } else { None },
+            md5: if h.contains(Hashes::MD5) { Some(restore(&state.md5, "MD5")?) } else { None },
             crc64,
             quickxor,
         })
@@ -381,35 +345,20 @@ mod tests {
     #[test]
     fn known_values() {
         let d = Digests::compute(ALL, b"abc");
-        assert_eq!(
-            d.sha1_hex().unwrap(),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
+        assert_eq!(d.sha1_hex().unwrap(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(d.md5_hex().unwrap(), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(d.md5_base64().unwrap(), "kAFQmDzST7DWlj99KOF/cg==");
-        assert_eq!(
-            Digests::compute(Hashes::CRC64, b"123456789").crc64,
-            Some(11051210869376104954)
-        );
+        assert_eq!(Digests::compute(Hashes::CRC64, b"123456789").crc64, Some(11051210869376104954));
         // Box's documented digest of the empty-ish examples is base64 of the raw SHA-1.
-        assert_eq!(
-            Digests::compute(Hashes::SHA1, b"").sha1_base64().unwrap(),
-            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
-        );
-        assert_eq!(
-            format!("{:?}", Hashes::SHA1 | Hashes::CRC64),
-            "{SHA1, CRC64}"
-        );
+        assert_eq!(Digests::compute(Hashes::SHA1, b"").sha1_base64().unwrap(), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
+        assert_eq!(format!("{:?}", Hashes::SHA1 | Hashes::CRC64), "{SHA1, CRC64}");
     }
 
     #[test]
     fn digests_serialize_as_hex() {
         let d = Digests::compute(Hashes::SHA1 | Hashes::CRC64, b"abc");
         let json = serde_json::to_string(&d).unwrap();
-        assert_eq!(
-            json,
-            r#"{"sha1":"a9993e364706816aba3e25717850c26c9cd0d89d","crc64":3231342946509354535}"#
-        );
+        assert_eq!(json, r#"{"sha1":"a9993e364706816aba3e25717850c26c9cd0d89d","crc64":3231342946509354535}"#);
         assert_eq!(serde_json::from_str::<Digests>(&json).unwrap(), d);
         assert!(serde_json::from_str::<Digests>(r#"{"sha1":"abc"}"#).is_err());
     }
@@ -420,16 +369,10 @@ mod tests {
         h.update(b"some bytes");
         let mut state = h.state();
         state.sha1 = Some("bm90IGEgc3RhdGU=".into());
-        assert_eq!(
-            WholeHasher::from_state(&state).unwrap_err().algorithm,
-            "SHA-1"
-        );
+        assert_eq!(WholeHasher::from_state(&state).unwrap_err().algorithm, "SHA-1");
         let mut state = h.state();
         state.len += 1;
-        assert_eq!(
-            WholeHasher::from_state(&state).unwrap_err().algorithm,
-            "QuickXorHash"
-        );
+        assert_eq!(WholeHasher::from_state(&state).unwrap_err().algorithm, "QuickXorHash");
     }
 
     proptest! {

@@ -35,19 +35,14 @@ impl Default for QuickXor {
 
 impl std::fmt::Debug for QuickXor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QuickXor")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
+        f.debug_struct("QuickXor").field("len", &self.len).finish_non_exhaustive()
     }
 }
 
 impl QuickXor {
     /// A hash of the empty input.
     pub fn new() -> Self {
-        Self {
-            lanes: [0; WORDS],
-            len: 0,
-        }
+        Self { lanes: [0; WORDS], len: 0 }
     }
 
     /// Number of bytes hashed so far.
@@ -177,10 +172,7 @@ mod tests {
         let cases = [
             ("Sg==", "SgAAAAAAAAAAAAAAAQAAAAAAAAA="),
             ("gQaybEqS/4UlDc8e4IJm", "gDCALNigBEn8oxAlZ8AzPAAOQZg="),
-            (
-                "T6LYJIfDh81JrAK309H2JMJTXis=",
-                "zBTHrspn3mEcohlJdIUAbjGNaNg=",
-            ),
+            ("T6LYJIfDh81JrAK309H2JMJTXis=", "zBTHrspn3mEcohlJdIUAbjGNaNg="),
             (
                 "Mb7EGva2rEE5fENDL85P+BsapHEEjv2/siVhKjvAQe02feExVOQSkfmuYzU/kTF1MaKjPmKF/w+cbvwfdWL8aQ==",
                 "n1anP5NfvD4XDYWIeRPW3ZkPv1Y=",

@@ -1,0 +1,1102 @@
+//! The engine: one resumable, concurrent, bounded-memory upload driver for every vendor.
+//!
+//! [`Upload`] owns an upload from its first byte to the finished object:
+//!
+//! 1. **Plan and create**, or **resume**: a new upload plans its parts (failing before a byte is
+//!    sent when the rules cannot be met) and creates the vendor session; a resumed one checks that
+//!    the state belongs to this vendor, target and source, then lists what the server holds. The
+//!    server is the truth: parts it holds that match the plan (length, and digests where both
+//!    sides have them) are kept, and parts the state lists that the server lacks are sent again.
+//! 2. **Read in order, send in parallel.** One reading stage walks the plan in order. When the
+//!    vendor needs a whole-file digest (Box SHA-1, Graph QuickXorHash) it reads and hashes every
+//!    byte exactly once, resuming the hash state it saved; otherwise parts are read inside their
+//!    own tasks with positional reads. At most `concurrency` part buffers exist at any time: a
+//!    part is read only once a slot is free, so memory is bounded by concurrency × part size
+//!    whatever the file size. Vendors that need parts in order get one slot.
+//! 3. **Retry each part** with backoff and `Retry-After`, a timeout per attempt (a stalled
+//!    connection is retried like a dropped one), and, after a failure that may have reached the
+//!    server (5xx, timeout), a look at the server before sending the same bytes again.
+//! 4. **Complete and verify**: the source is checked once more for changes, the whole-file
+//!    digests are finished (CRC-64 combined from the parts), the vendor completes, and the
+//!    vendor crate compares what the server reports with what was sent.
+//!
+//! The state ([`UploadState`]) is updated as parts finish and written to the checkpoint file when
+//! one is configured. [`Upload::step`] runs the same driver within a time budget and returns with
+//! the state ready for the next step, in this process or another.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{self, CheckpointError};
+use crate::hash::{Digests, Hashes, WholeHasher};
+use crate::plan::{PartPlan, PartRules, PartSize, PartSpec, PlanError};
+use crate::progress::{Event, Observer};
+use crate::protocol::{IntegrityError, PartUpload, Protocol, ServerPart};
+use crate::retry::{Backoff, Classify, Retried, RetryPolicy, retry};
+use crate::source::{Fingerprint, ReadAt, Source, SourceChanged};
+use crate::state::{DonePart, UploadState};
+
+/// How an upload runs.
+#[derive(Clone)]
+pub struct UploadOptions {
+    /// How to choose the part size (ignored by vendors that choose it themselves).
+    pub part_size: PartSize,
+    /// Parts in flight at once (forced to 1 for vendors that need parts in order).
+    pub concurrency: usize,
+    /// Retry policy for every call.
+    pub retry: RetryPolicy,
+    /// Longest time one attempt at sending a part may take; a stalled attempt is retried.
+    pub part_timeout: Option<Duration>,
+    /// Where to keep the checkpoint file, if anywhere.
+    pub checkpoint: Option<PathBuf>,
+    /// Least time between two checkpoint writes while parts finish (the state is also written
+    /// when the upload stops for any reason).
+    pub checkpoint_interval: Duration,
+    /// Receives progress events.
+    pub observer: Option<Observer>,
+    /// Cancels the upload at the next part boundary; the state stays resumable.
+    pub cancel: CancellationToken,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self {
+            part_size: PartSize::Auto,
+            concurrency: 4,
+            retry: RetryPolicy::default(),
+            part_timeout: Some(Duration::from_secs(300)),
+            checkpoint: None,
+            checkpoint_interval: Duration::from_secs(1),
+            observer: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UploadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadOptions")
+            .field("part_size", &self.part_size)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .field("part_timeout", &self.part_timeout)
+            .field("checkpoint", &self.checkpoint)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("observer", &self.observer.as_ref().map(|_| "Fn(&Event)"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A vendor call, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Creating the session.
+    Create,
+    /// Sending a part.
+    UploadPart,
+    /// Listing what the server holds.
+    ListParts,
+    /// Completing the upload.
+    Complete,
+    /// Aborting the upload.
+    Abort,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operation::Create => "creating the upload session",
+            Operation::UploadPart => "uploading a part",
+            Operation::ListParts => "listing the uploaded parts",
+            Operation::Complete => "completing the upload",
+            Operation::Abort => "aborting the upload",
+        })
+    }
+}
+
+fn of_part(part: &Option<u32>) -> String {
+    part.map(|n| format!(" {n}")).unwrap_or_default()
+}
+
+/// Why an upload stopped. After any of these but a plan error, the state is resumable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError<E: std::error::Error + 'static> {
+    /// The parts cannot be planned within the vendor's rules. Nothing was sent.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A vendor call failed after its retries.
+    #[error("{operation}{} failed: {source}", of_part(.part))]
+    Vendor {
+        /// The call.
+        operation: Operation,
+        /// The part number, for part uploads.
+        part: Option<u32>,
+        /// The last error and the attempts made.
+        #[source]
+        source: Retried<E>,
+    },
+    /// Every attempt at a part stalled past the part timeout.
+    #[error("part {number} did not finish within {timeout:?} in any of {attempts} attempts")]
+    PartTimeout {
+        /// Wire part number.
+        number: u32,
+        /// The timeout per attempt.
+        timeout: Duration,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Reading the source failed.
+    #[error("reading the source failed: {0}")]
+    Read(#[source] io::Error),
+    /// The source is not the one the upload started with, or changed while being read.
+    #[error(transparent)]
+    SourceChanged(#[from] SourceChanged),
+    /// The checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The state belongs to another vendor or target.
+    #[error("the saved upload state is for {found}, not {expected}")]
+    StateMismatch {
+        /// What this upload is.
+        expected: String,
+        /// What the state is for.
+        found: String,
+    },
+    /// The state cannot be used (corrupt hash state, other format).
+    #[error("the saved upload state cannot be used: {0}")]
+    StateCorrupt(String),
+    /// The finished object does not match what was sent.
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+    /// The server answered something its protocol does not allow.
+    #[error("the server's answer breaks the protocol: {0}")]
+    Protocol(String),
+    /// The upload was cancelled through its token. The state is resumable.
+    #[error("the upload was cancelled; its state can be resumed")]
+    Cancelled,
+}
+
+impl<E: std::error::Error + 'static> UploadError<E> {
+    fn read(e: io::Error) -> Self {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<SourceChanged>()) {
+            Some(changed) => Self::SourceChanged(changed.clone()),
+            None => Self::Read(e),
+        }
+    }
+
+    /// The vendor error behind this one, if any.
+    pub fn vendor_error(&self) -> Option<&E> {
+        match self {
+            Self::Vendor { source, .. } => Some(&source.error),
+            _ => None,
+        }
+    }
+}
+
+/// Counts of what an upload did in this process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Part upload attempts (requests that carried a body).
+    pub part_requests: u64,
+    /// Part attempts that failed and were retried.
+    pub part_retries: u64,
+    /// Body bytes sent, retries included.
+    pub bytes_sent: u64,
+    /// Body bytes sent again because an attempt failed.
+    pub bytes_resent: u64,
+    /// Parts stored in this process.
+    pub parts_uploaded: u32,
+    /// Parts found on the server and not sent (resume, ambiguous failures).
+    pub parts_skipped: u32,
+    /// Largest number of part bytes held in memory at once.
+    pub peak_buffered: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    part_requests: AtomicU64,
+    part_retries: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_resent: AtomicU64,
+    buffered: AtomicU64,
+    peak_buffered: AtomicU64,
+}
+
+/// A part buffer counted against the memory bound while it lives.
+#[derive(Debug)]
+struct Buffer {
+    bytes: Bytes,
+    counters: Arc<Counters>,
+}
+
+impl Buffer {
+    fn new(bytes: Bytes, counters: &Arc<Counters>) -> Self {
+        let len = bytes.len() as u64;
+        let now = counters.buffered.fetch_add(len, Ordering::Relaxed) + len;
+        counters.peak_buffered.fetch_max(now, Ordering::Relaxed);
+        Self { bytes, counters: counters.clone() }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.counters.buffered.fetch_sub(self.bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A finished upload.
+#[derive(Debug)]
+pub struct Completed<O> {
+    /// What the vendor returned.
+    pub output: O,
+    /// The whole-source digests that were sent and checked.
+    pub digests: Digests,
+    /// What this process did.
+    pub report: UploadReport,
+}
+
+/// The result of one [`Upload::step`].
+#[derive(Debug)]
+pub enum Step<O> {
+    /// The object exists.
+    Done(Completed<O>),
+    /// The budget ran out; [`Upload::state`] holds everything the next step needs.
+    Pending {
+        /// Parts stored so far.
+        parts_done: u32,
+        /// Bytes stored so far.
+        bytes_done: u64,
+    },
+}
+
+type State<P> = UploadState<<P as Protocol>::Session, <P as Protocol>::Receipt>;
+type Error<P> = UploadError<<P as Protocol>::Error>;
+
+/// One upload: new or resumed, run to the end or step by step.
+pub struct Upload<P: Protocol> {
+    protocol: Arc<P>,
+    source: Source,
+    options: UploadOptions,
+    state: Option<State<P>>,
+    hasher: Option<WholeHasher>,
+    /// Whether the state reflects the server (fresh session, or listed since the last stop).
+    reconciled: bool,
+    /// Parts read from a stream and not yet stored: a stream cannot be read twice.
+    carry: BTreeMap<u32, Bytes>,
+    counters: Arc<Counters>,
+    parts_uploaded: u32,
+    parts_skipped: u32,
+    /// Recent time to store one part, to plan a step's budget.
+    part_time: Option<Duration>,
+}
+
+impl<P: Protocol> std::fmt::Debug for Upload<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("target", &self.protocol.target())
+            .field("source", &self.source)
+            .field("options", &self.options)
+            .field("parts_done", &self.state.as_ref().map(|s| s.parts_done()))
+            .finish_non_exhaustive()
+    }
+}
+
+enum TaskBody {
+    Ready(Buffer),
+    Read(Arc<dyn ReadAt>, Fingerprint),
+}
+
+struct TaskOutput<R, E: std::error::Error + 'static> {
+    index: u32,
+    result: Result<DonePart<R>, UploadError<E>>,
+    found_on_server: bool,
+    /// The bytes, returned for stream sources so a failed part can be sent later.
+    body: Option<Bytes>,
+    elapsed: Duration,
+}
+
+impl<P: Protocol> Upload<P> {
+    /// A new upload of `source` through `protocol`.
+    pub fn new(protocol: P, source: Source, options: UploadOptions) -> Self {
+        Self {
+            protocol: Arc::new(protocol),
+            source,
+            options,
+            state: None,
+            hasher: None,
+            reconciled: false,
+            carry: BTreeMap::new(),
+            counters: Arc::default(),
+            parts_uploaded: 0,
+            parts_skipped: 0,
+            part_time: None,
+        }
+    }
+
+    /// Continues an upload from its state (a step's result, or a loaded checkpoint). Nothing is
+    /// checked until the upload runs: then the state must be for this vendor, target and source.
+    pub fn resume(protocol: P, source: Source, state: State<P>, options: UploadOptions) -> Self {
+        let mut upload = Self::new(protocol, source, options);
+        upload.state = Some(state);
+        upload
+    }
+
+    /// Resumes from the checkpoint file in `options.checkpoint` when it exists, or starts anew.
+    pub fn resume_or_new(protocol: P, source: Source, options: UploadOptions) -> Result<Self, Error<P>> {
+        match &options.checkpoint {
+            Some(path) if path.exists() => {
+                let state = checkpoint::load(path)?;
+                Ok(Self::resume(protocol, source, state, options))
+            }
+            _ => Ok(Self::new(protocol, source, options)),
+        }
+    }
+
+    /// The current state: `None` before the session exists.
+    pub fn state(&self) -> Option<&State<P>> {
+        self.state.as_ref()
+    }
+
+    /// Takes the state out, for storage between steps.
+    pub fn into_state(self) -> Option<State<P>> {
+        self.state
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
+    /// What this process has done so far.
+    pub fn report(&self) -> UploadReport {
+        let c = &self.counters;
+        UploadReport {
+            part_requests: c.part_requests.load(Ordering::Relaxed),
+            part_retries: c.part_retries.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_resent: c.bytes_resent.load(Ordering::Relaxed),
+            parts_uploaded: self.parts_uploaded,
+            parts_skipped: self.parts_skipped,
+            peak_buffered: c.peak_buffered.load(Ordering::Relaxed),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(observer) = &self.options.observer {
+            observer(&event);
+        }
+    }
+
+    /// Runs the upload to the end.
+    pub async fn run(&mut self) -> Result<Completed<P::Output>, Error<P>> {
+        match self.drive(None).await? {
+            Step::Done(done) => Ok(done),
+            Step::Pending { .. } => Err(UploadError::Protocol("the upload stopped with parts left".into())),
+        }
+    }
+
+    /// Runs the upload for at most about `budget`: parts are started while they are expected to
+    /// finish in time, parts still in flight at the end of the budget are dropped (the server is
+    /// asked about them next time), and the state is left ready for the next step.
+    pub async fn step(&mut self, budget: Duration) -> Result<Step<P::Output>, Error<P>> {
+        self.drive(Some(Instant::now() + budget)).await
+    }
+
+    /// Aborts the upload: stops, calls the vendor's abort, and removes the checkpoint file.
+    pub async fn abort(&mut self) -> Result<(), Error<P>> {
+        self.options.cancel.cancel();
+        if let Some(state) = &self.state {
+            let protocol = self.protocol.clone();
+            let session = state.session.clone();
+            self.call(Operation::Abort, || protocol.abort(&session)).await?;
+        }
+        if let Some(path) = &self.options.checkpoint {
+            checkpoint::remove(path)?;
+        }
+        self.state = None;
+        Ok(())
+    }
+
+    /// One vendor call (not a part) with retries.
+    async fn call<T, F, Fut>(&self, operation: Operation, f: F) -> Result<T, Error<P>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, P::Error>>,
+    {
+        let name = match operation {
+            Operation::Create => "create",
+            Operation::UploadPart => "upload_part",
+            Operation::ListParts => "list_parts",
+            Operation::Complete => "complete",
+            Operation::Abort => "abort",
+        };
+        retry(&self.options.retry, f, |attempt, error, delay| {
+            tracing::debug!(operation = name, attempt, ?delay, %error, "retrying");
+            self.emit(Event::Retrying { operation: name, attempt, delay, error: error.to_string() });
+        })
+        .await
+        .map_err(|source| UploadError::Vendor { operation, part: None, source })
+    }
+
+    fn save(&self, force: bool, last_save: &mut Instant) -> Result<(), Error<P>> {
+        let (Some(path), Some(state)) = (&self.options.checkpoint, &self.state) else {
+            return Ok(());
+        };
+        if !force && last_save.elapsed() < self.options.checkpoint_interval {
+            return Ok(());
+        }
+        checkpoint::save(path, state)?;
+        *last_save = Instant::now();
+        self.emit(Event::CheckpointSaved { parts_done: state.parts_done() });
+        Ok(())
+    }
+
+    /// Creates the session, or checks and reconciles a resumed one.
+    async fn prepare(&mut self) -> Result<(), Error<P>> {
+        let rules = self.protocol.rules();
+        let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
+        if self.state.is_none() {
+            let total = self.source.len();
+            let fingerprint = match &self.source {
+                Source::ReadAt(r) => {
+                    let r = r.clone();
+                    tokio::task::spawn_blocking(move || r.fingerprint())
+                        .await
+                        .map_err(|e| UploadError::Read(io::Error::other(e)))?
+                        .map_err(UploadError::read)?
+                }
+                Source::Stream(s) => Fingerprint { len: s.len(), ..Fingerprint::default() },
+            };
+            // Plan before creating anything, so bad input fails before a byte is sent.
+            let mut plan = PartPlan::new(&rules, total, self.options.part_size)?;
+            let protocol = self.protocol.clone();
+            let part_size = plan.part_size;
+            let created = self.call(Operation::Create, || protocol.create(total, part_size)).await?;
+            if rules.server_picks_part_size {
+                let size = created.part_size.ok_or_else(|| {
+                    UploadError::Protocol(format!("{} created a session without a part size", rules.vendor))
+                })?;
+                plan = PartPlan::new(&rules, total, PartSize::Exact(size))?;
+            }
+            let hasher = WholeHasher::new(sequential);
+            self.state = Some(UploadState {
+                format: checkpoint::FORMAT.into(),
+                version: checkpoint::VERSION,
+                vendor: rules.vendor.into(),
+                target: self.protocol.target(),
+                session: created.session,
+                plan,
+                source: fingerprint,
+                parts: Vec::new(),
+                whole: Some(hasher.state()),
+            });
+            self.hasher = Some(hasher);
+            self.reconciled = true;
+            self.emit(Event::SessionCreated { part_size: plan.part_size, parts: plan.part_count(), total_len: total });
+            return self.save(true, &mut Instant::now());
+        }
+        if self.reconciled {
+            return Ok(());
+        }
+        let target = self.protocol.target();
+        let Some(state) = &self.state else { return Ok(()) };
+        if state.format != checkpoint::FORMAT || state.version != checkpoint::VERSION {
+            return Err(UploadError::StateCorrupt(format!("format {:?} version {}", state.format, state.version)));
+        }
+        if state.vendor != rules.vendor || state.target != target {
+            return Err(UploadError::StateMismatch {
+                expected: format!("{} {target}", rules.vendor),
+                found: format!("{} {}", state.vendor, state.target),
+            });
+        }
+        let saved = state.source.clone();
+        let now = match &self.source {
+            Source::ReadAt(r) => {
+                let r = r.clone();
+                tokio::task::spawn_blocking(move || r.fingerprint())
+                    .await
+                    .map_err(|e| UploadError::Read(io::Error::other(e)))?
+                    .map_err(UploadError::read)?
+            }
+            Source::Stream(s) => Fingerprint { len: s.len(), ..Fingerprint::default() },
+        };
+        saved.check(&now)?;
+        if self.hasher.is_none() {
+            let whole = match &state.whole {
+                Some(w) => w.clone(),
+                None => WholeHasher::new(Hashes::NONE).state(),
+            };
+            if whole.hashes != sequential {
+                return Err(UploadError::StateCorrupt(
+                    "the saved whole-file hashes are not the ones this vendor needs".into(),
+                ));
+            }
+            self.hasher = Some(WholeHasher::from_state(&whole).map_err(|e| UploadError::StateCorrupt(e.to_string()))?);
+        }
+        let protocol = self.protocol.clone();
+        let session = state.session.clone();
+        let plan = state.plan;
+        let listed = self.call(Operation::ListParts, || protocol.list_parts(&session, &plan)).await?;
+        self.reconcile(listed);
+        self.reconciled = true;
+        Ok(())
+    }
+
+    /// Replaces the state's parts with what the server holds and the plan allows.
+    fn reconcile(&mut self, listed: Vec<ServerPart<P::Receipt>>) {
+        let Some(state) = &mut self.state else { return };
+        let plan = state.plan;
+        let mut kept: Vec<DonePart<P::Receipt>> = Vec::new();
+        for sp in listed {
+            let Some(spec) = plan.index_of(sp.number).and_then(|i| plan.part(i)) else { continue };
+            if sp.len != spec.len {
+                continue;
+            }
+            let mut digests = sp.digests;
+            if let Some(local) = state.part(spec.index) {
+                if conflicts(&local.digests, &digests) {
+                    continue;
+                }
+                fill(&mut digests, &local.digests);
+            }
+            kept.push(DonePart {
+                index: spec.index,
+                number: spec.number,
+                offset: spec.offset,
+                len: spec.len,
+                digests,
+                receipt: sp.receipt,
+            });
+        }
+        kept.sort_by_key(|p| p.index);
+        kept.dedup_by_key(|p| p.index);
+        let missing = state.parts.iter().filter(|p| kept.binary_search_by_key(&p.index, |k| k.index).is_err()).count();
+        state.parts = kept;
+        let event = Event::Resumed {
+            parts_on_server: state.parts_done(),
+            bytes_on_server: state.bytes_done(),
+            parts_missing: missing as u32,
+        };
+        self.emit(event);
+    }
+
+    async fn drive(&mut self, deadline: Option<Instant>) -> Result<Step<P::Output>, Error<P>> {
+        if self.options.cancel.is_cancelled() {
+            return Err(UploadError::Cancelled);
+        }
+        self.prepare().await?;
+        let mut last_save = Instant::now();
+        let outcome = self.send_parts(deadline, &mut last_save).await;
+        // Whatever happened, the state on disk is the newest one.
+        let saved = self.save(true, &mut last_save);
+        let finished = outcome?;
+        saved?;
+        if !finished {
+            let (parts_done, bytes_done) =
+                self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
+            self.emit(Event::StepPaused { parts_done, bytes_done });
+            return Ok(Step::Pending { parts_done, bytes_done });
+        }
+        self.complete().await.map(Step::Done)
+    }
+
+    /// Sends every part not yet stored. `Ok(true)` when all are stored, `Ok(false)` when the
+    /// deadline stopped it first.
+    async fn send_parts(&mut self, deadline: Option<Instant>, last_save: &mut Instant) -> Result<bool, Error<P>> {
+        let rules: PartRules = self.protocol.rules();
+        let part_hashes = self.protocol.part_hashes();
+        let crc_needed = self.protocol.whole_hashes().contains(Hashes::CRC64);
+        let concurrency = if rules.sequential { 1 } else { self.options.concurrency.max(1) };
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let mut tasks: JoinSet<TaskOutput<P::Receipt, P::Error>> = JoinSet::new();
+        let mut failure: Option<Error<P>> = None;
+        let mut timed_out = false;
+        let mut index = 0u32;
+
+        let (session, fingerprint) = match &self.state {
+            Some(s) => (Arc::new(s.session.clone()), s.source.clone()),
+            None => return Err(UploadError::Protocol("no session".into())),
+        };
+
+        'reading: loop {
+            while let Some(done) = tasks.try_join_next() {
+                self.finish_task(done, &mut failure, last_save);
+            }
+            if failure.is_some() {
+                break;
+            }
+            if self.options.cancel.is_cancelled() {
+                failure = Some(UploadError::Cancelled);
+                break;
+            }
+            let Some(state) = &self.state else { break };
+            let plan = state.plan;
+            let Some(mut spec) = plan.part(index) else { break };
+            if let Source::Stream(s) = &self.source
+                && plan.total_len.is_none()
+                && s.position() < spec.offset
+            {
+                break; // The stream ended with the previous part.
+            }
+            let done = state.part(spec.index);
+            let hasher_at = self.hasher.as_ref().map(|h| if h.hashes().is_empty() { u64::MAX } else { h.len() });
+            let needs_hash = hasher_at == Some(spec.offset);
+            let needs_crc = crc_needed && done.is_some_and(|d| d.digests.crc64.is_none());
+            let is_stream = matches!(self.source, Source::Stream(_));
+            if done.is_some() && !needs_hash && !needs_crc && !is_stream {
+                index += 1;
+                continue;
+            }
+            if let Some(deadline) = deadline {
+                let estimate = self.part_time.unwrap_or_default();
+                if done.is_none() && Instant::now() + estimate >= deadline {
+                    timed_out = true;
+                    break;
+                }
+            }
+            // Wait for a free slot, storing finished parts meanwhile.
+            let permit: OwnedSemaphorePermit = loop {
+                if let Ok(p) = slots.clone().try_acquire_owned() {
+                    break p;
+                }
+                let joined = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, tasks.join_next()).await {
+                        Ok(j) => j,
+                        Err(_) => {
+                            timed_out = true;
+                            break 'reading;
+                        }
+                    },
+                    None => tasks.join_next().await,
+                };
+                if let Some(j) = joined {
+                    self.finish_task(j, &mut failure, last_save);
+                    if failure.is_some() {
+                        break 'reading;
+                    }
+                }
+            };
+
+            // Read in this stage when the bytes must pass through it in order.
+            let in_order = needs_hash || needs_crc || is_stream || self.carry.contains_key(&spec.index);
+            let body = match &self.source {
+                Source::ReadAt(r) if !in_order => TaskBody::Read(r.clone(), fingerprint.clone()),
+                _ => {
+                    let bytes = match self.read_in_order(&spec, &fingerprint).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    if let (Source::Stream(_), Some(state)) = (&self.source, &mut self.state)
+                        && state.plan.total_len.is_none()
+                        && (bytes.len() as u64) < spec.len
+                    {
+                        // The stream ended inside this part: the length is known now.
+                        let total = spec.offset + bytes.len() as u64;
+                        if bytes.is_empty() && index > 0 {
+                            state.plan = state.plan.with_total_len(total);
+                            break;
+                        }
+                        state.plan = state.plan.with_total_len(total);
+                        spec.len = bytes.len() as u64;
+                    }
+                    let buffer = Buffer::new(bytes, &self.counters);
+                    if needs_hash {
+                        let hasher = self.hasher.take().unwrap_or_else(|| WholeHasher::new(Hashes::NONE));
+                        let bytes = buffer.bytes.clone();
+                        let hasher = tokio::task::spawn_blocking(move || {
+                            let mut hasher = hasher;
+                            hasher.update(&bytes);
+                            hasher
+                        })
+                        .await
+                        .map_err(|e| UploadError::Read(io::Error::other(e)))?;
+                        if let Some(state) = &mut self.state {
+                            state.whole = Some(hasher.state());
+                        }
+                        self.hasher = Some(hasher);
+                    }
+                    if let Some(done) = self.state.as_ref().and_then(|s| s.part(spec.index)) {
+                        // Stored already: the bytes were only needed for the whole-file digests.
+                        // Check them against what the server reports, and fill in a missing CRC.
+                        let known = done.digests.clone();
+                        let bytes = buffer.bytes.clone();
+                        let kinds = digest_kinds(&known) | if needs_crc { Hashes::CRC64 } else { Hashes::NONE };
+                        let local = tokio::task::spawn_blocking(move || Digests::compute(kinds, &bytes))
+                            .await
+                            .map_err(|e| UploadError::Read(io::Error::other(e)))?;
+                        if conflicts(&known, &local) {
+                            failure = Some(UploadError::SourceChanged(SourceChanged(format!(
+                                "part {} differs from the bytes the server stores for it",
+                                spec.number
+                            ))));
+                            break;
+                        }
+                        if let Some(state) = &mut self.state
+                            && let Ok(i) = state.parts.binary_search_by_key(&spec.index, |p| p.index)
+                        {
+                            fill(&mut state.parts[i].digests, &local);
+                        }
+                        drop(permit);
+                        index += 1;
+                        continue;
+                    }
+                    TaskBody::Ready(buffer)
+                }
+            };
+
+            let total_len = self.state.as_ref().and_then(|s| s.plan.total_len);
+            let is_last = total_len.is_some_and(|t| spec.end() == t);
+            tasks.spawn(part_task(
+                PartJob {
+                    protocol: self.protocol.clone(),
+                    session: session.clone(),
+                    plan: self.state.as_ref().map(|s| s.plan).unwrap_or(plan),
+                    spec,
+                    total_len,
+                    is_last,
+                    hashes: part_hashes,
+                    retry: self.options.retry.clone(),
+                    timeout: self.options.part_timeout,
+                    observer: self.options.observer.clone(),
+                    counters: self.counters.clone(),
+                    keep_body: is_stream,
+                },
+                body,
+                permit,
+            ));
+            index += 1;
+        }
+
+        // Drain what is in flight, unless the deadline or a failure says stop.
+        while !tasks.is_empty() {
+            if failure.is_some() || self.options.cancel.is_cancelled() {
+                tasks.abort_all();
+            }
+            let joined = match deadline {
+                Some(d) if !timed_out => match tokio::time::timeout_at(d, tasks.join_next()).await {
+                    Ok(j) => j,
+                    Err(_) => {
+                        timed_out = true;
+                        tasks.abort_all();
+                        continue;
+                    }
+                },
+                _ => tasks.join_next().await,
+            };
+            match joined {
+                Some(j) => self.finish_task(j, &mut failure, last_save),
+                None => break,
+            }
+        }
+        if failure.is_none() && self.options.cancel.is_cancelled() {
+            failure = Some(UploadError::Cancelled);
+        }
+        if let Some(e) = failure {
+            self.reconciled = false;
+            return Err(e);
+        }
+        if timed_out {
+            // Parts dropped in flight may or may not be stored: ask the server next time.
+            self.reconciled = false;
+        }
+        Ok(self.state.as_ref().is_some_and(|s| s.all_parts_done()))
+    }
+
+    /// Reads the next part in order (from the carry, the stream, or the file).
+    async fn read_in_order(&mut self, spec: &PartSpec, fingerprint: &Fingerprint) -> Result<Bytes, Error<P>> {
+        if let Some(bytes) = self.carry.remove(&spec.index) {
+            return Ok(bytes);
+        }
+        match &mut self.source {
+            Source::Stream(s) => {
+                if s.position() > spec.offset {
+                    return Err(UploadError::StateCorrupt(format!(
+                        "part {} was read from the stream already and its bytes are gone; restart the stream from byte 0",
+                        spec.number
+                    )));
+                }
+                let len =
+                    usize::try_from(spec.len).map_err(|_| UploadError::Read(io::ErrorKind::OutOfMemory.into()))?;
+                s.read_part(len).await.map_err(UploadError::read)
+            }
+            Source::ReadAt(r) => read_at(r.clone(), *spec, fingerprint.clone()).await.map_err(UploadError::read),
+        }
+    }
+
+    fn finish_task(
+        &mut self,
+        joined: Result<TaskOutput<P::Receipt, P::Error>, tokio::task::JoinError>,
+        failure: &mut Option<Error<P>>,
+        last_save: &mut Instant,
+    ) {
+        let out = match joined {
+            Ok(out) => out,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => {
+                failure.get_or_insert(UploadError::Protocol(format!("a part task failed: {e}")));
+                return;
+            }
+        };
+        match out.result {
+            Ok(part) => {
+                self.carry.remove(&out.index);
+                if out.found_on_server {
+                    self.parts_skipped += 1;
+                    self.emit(Event::PartFoundOnServer { number: part.number });
+                } else {
+                    self.parts_uploaded += 1;
+                }
+                self.part_time = Some(match self.part_time {
+                    Some(t) => (t * 3 + out.elapsed) / 4,
+                    None => out.elapsed,
+                });
+                let (number, len) = (part.number, part.len);
+                if let Some(state) = &mut self.state {
+                    state.insert(part);
+                    let event = Event::PartDone {
+                        number,
+                        len,
+                        elapsed: out.elapsed,
+                        parts_done: state.parts_done(),
+                        bytes_done: state.bytes_done(),
+                    };
+                    self.emit(event);
+                }
+                if let Err(e) = self.save(false, last_save) {
+                    failure.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                if let Some(body) = out.body {
+                    self.carry.insert(out.index, body);
+                }
+                failure.get_or_insert(e);
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> Result<Completed<P::Output>, Error<P>> {
+        let Some(state) = &self.state else {
+            return Err(UploadError::Protocol("no session".into()));
+        };
+        if let Source::ReadAt(r) = &self.source {
+            let r = r.clone();
+            let now = tokio::task::spawn_blocking(move || r.quick_fingerprint())
+                .await
+                .map_err(|e| UploadError::Read(io::Error::other(e)))?
+                .map_err(UploadError::read)?;
+            state.source.check(&now)?;
+        }
+        let mut digests = self.hasher.as_ref().map(WholeHasher::finish).unwrap_or_default();
+        if self.protocol.whole_hashes().contains(Hashes::CRC64) {
+            digests.crc64 = state.combined_crc64();
+        }
+        let total_len = state.plan.total_len.unwrap_or_else(|| state.bytes_done());
+        self.emit(Event::Completing { parts: state.parts_done() });
+        let protocol = self.protocol.clone();
+        let session = state.session.clone();
+        let parts = state.parts.clone();
+        let output =
+            self.call(Operation::Complete, || protocol.complete(&session, &parts, &digests, total_len)).await?;
+        self.protocol.verify(&output, &digests)?;
+        if let Some(path) = &self.options.checkpoint {
+            checkpoint::remove(path)?;
+        }
+        self.emit(Event::Completed { total_len });
+        Ok(Completed { output, digests, report: self.report() })
+    }
+}
+
+/// The hash kinds present in a digest set.
+fn digest_kinds(d: &Digests) -> Hashes {
+    let mut h = Hashes::NONE;
+    if d.sha1.is_some() {
+        h = h | Hashes::SHA1;
+    }
+    if d.md5.is_some() {
+        h = h | Hashes::MD5;
+    }
+    if d.crc64.is_some() {
+        h = h | Hashes::CRC64;
+    }
+    if d.quickxor.is_some() {
+        h = h | Hashes::QUICKXOR;
+    }
+    h
+}
+
+/// Whether two digest sets disagree on a hash both have.
+fn conflicts(a: &Digests, b: &Digests) -> bool {
+    fn differ<T: PartialEq>(x: &Option<T>, y: &Option<T>) -> bool {
+        matches!((x, y), (Some(x), Some(y)) if x != y)
+    }
+    differ(&a.sha1, &b.sha1) || differ(&a.md5, &b.md5) || differ(&a.crc64, &b.crc64) || differ(&a.quickxor, &b.quickxor)
+}
+
+/// Fills the hashes `into` lacks from `from`.
+fn fill(into: &mut Digests, from: &Digests) {
+    into.sha1 = into.sha1.or(from.sha1);
+    into.md5 = into.md5.or(from.md5);
+    into.crc64 = into.crc64.or(from.crc64);
+    into.quickxor = into.quickxor.or(from.quickxor);
+}
+
+async fn read_at(source: Arc<dyn ReadAt>, spec: PartSpec, fingerprint: Fingerprint) -> io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        let len = usize::try_from(spec.len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let bytes = source.read_at(spec.offset, len)?;
+        // The file must still be the one the upload started with after this read.
+        fingerprint.check(&source.quick_fingerprint()?).map_err(|c| io::Error::new(io::ErrorKind::InvalidData, c))?;
+        Ok(bytes)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+struct PartJob<P: Protocol> {
+    protocol: Arc<P>,
+    session: Arc<P::Session>,
+    plan: PartPlan,
+    spec: PartSpec,
+    total_len: Option<u64>,
+    is_last: bool,
+    hashes: Hashes,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    observer: Option<Observer>,
+    counters: Arc<Counters>,
+    keep_body: bool,
+}
+
+/// Reads (if needed), hashes and sends one part with retries. Holds its slot until done.
+async fn part_task<P: Protocol>(
+    job: PartJob<P>,
+    body: TaskBody,
+    permit: OwnedSemaphorePermit,
+) -> TaskOutput<P::Receipt, P::Error> {
+    let started = Instant::now();
+    let index = job.spec.index;
+    let buffer = match body {
+        TaskBody::Ready(b) => b,
+        TaskBody::Read(source, fingerprint) => match read_at(source, job.spec, fingerprint).await {
+            Ok(bytes) => Buffer::new(bytes, &job.counters),
+            Err(e) => {
+                let result = Err(UploadError::read(e));
+                return TaskOutput { index, result, found_on_server: false, body: None, elapsed: started.elapsed() };
+            }
+        },
+    };
+    let result = send_part(&job, buffer.bytes.clone()).await;
+    drop(permit);
+    let (result, found_on_server) = match result {
+        Ok((part, found)) => (Ok(part), found),
+        Err(e) => (Err(e), false),
+    };
+    let body = (job.keep_body && result.is_err()).then(|| buffer.bytes.clone());
+    drop(buffer);
+    TaskOutput { index, result, found_on_server, body, elapsed: started.elapsed() }
+}
+
+async fn send_part<P: Protocol>(
+    job: &PartJob<P>,
+    body: Bytes,
+) -> Result<(DonePart<P::Receipt>, bool), UploadError<P::Error>> {
+    let (protocol, session, spec, counters, timeout) =
+        (&*job.protocol, &*job.session, job.spec, &job.counters, job.timeout);
+    let emit = |e: Event| {
+        if let Some(o) = &job.observer {
+            o(&e);
+        }
+    };
+    let hashes = job.hashes;
+    let digests = if hashes.is_empty() {
+        Digests::default()
+    } else {
+        let bytes = body.clone();
+        tokio::task::spawn_blocking(move || Digests::compute(hashes, &bytes))
+            .await
+            .map_err(|e| UploadError::Read(io::Error::other(e)))?
+    };
+    let done = |receipt, digests| DonePart {
+        index: spec.index,
+        number: spec.number,
+        offset: spec.offset,
+        len: spec.len,
+        digests,
+        receipt,
+    };
+    let mut backoff = Backoff::new(job.retry.clone());
+    loop {
+        let attempt = backoff.attempt();
+        emit(Event::PartStarted { number: spec.number, len: spec.len, attempt });
+        counters.part_requests.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_sent.fetch_add(spec.len, Ordering::Relaxed);
+        if attempt > 1 {
+            counters.bytes_resent.fetch_add(spec.len, Ordering::Relaxed);
+        }
+        let request = PartUpload {
+            spec,
+            total_len: job.total_len,
+            is_last: job.is_last,
+            body: body.clone(),
+            digests: digests.clone(),
+        };
+        let call = protocol.upload_part(session, request);
+        let outcome = match timeout {
+            Some(t) => tokio::time::timeout(t, call).await.ok(),
+            None => Some(call.await),
+        };
+        let (retryable, retry_after, maybe_stored, message, error) = match outcome {
+            Some(Ok(receipt)) => return Ok((done(receipt, digests), false)),
+            Some(Err(e)) => (e.is_retryable(), e.retry_after(), e.may_have_taken_effect(), e.to_string(), Some(e)),
+            None => (true, None, true, format!("no answer within {:?}", timeout.unwrap_or_default()), None),
+        };
+        if maybe_stored {
+            // The server may hold the part although the call failed: ask before sending again.
+            if let Ok(Some(found)) = protocol.find_part(session, &job.plan, spec.number).await
+                && found.len == spec.len
+                && !conflicts(&found.digests, &digests)
+            {
+                let mut d = digests.clone();
+                fill(&mut d, &found.digests);
+                return Ok((done(found.receipt, d), true));
+            }
+        }
+        match backoff.next_delay(retryable, retry_after) {
+            Ok(delay) => {
+                counters.part_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(part = spec.number, attempt, ?delay, error = %message, "retrying part");
+                emit(Event::PartRetrying { number: spec.number, attempt, delay, error: message });
+                tokio::time::sleep(delay).await;
+            }
+            Err(reason) => {
+                return Err(match error {
+                    Some(error) => UploadError::Vendor {
+                        operation: Operation::UploadPart,
+                        part: Some(spec.number),
+                        source: Retried { error, attempts: backoff.attempts(), elapsed: backoff.elapsed(), reason },
+                    },
+                    None => UploadError::PartTimeout {
+                        number: spec.number,
+                        timeout: timeout.unwrap_or_default(),
+                        attempts: backoff.attempts(),
+                    },
+                });
+            }
+        }
+    }
+}
