@@ -654,7 +654,10 @@ impl<P: Protocol> Upload<P> {
             let needs_hash = hasher_at == Some(spec.offset);
             let needs_crc = crc_needed && done.is_some_and(|d| d.digests.crc64.is_none());
             let is_stream = matches!(self.source, Source::Stream(_));
-            if done.is_some() && !needs_hash && !needs_crc && !is_stream {
+            // A stream must be read through a stored part to reach the next one, unless an
+            // earlier run in this process has read past it already.
+            let must_advance = matches!(&self.source, Source::Stream(s) if s.position() <= spec.offset);
+            if done.is_some() && !needs_hash && !needs_crc && !must_advance {
                 index += 1;
                 continue;
             }
