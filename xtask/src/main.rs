@@ -1,1 +1,81 @@
-fn main() {}
+//! Project automation: `cargo xtask test | bench`.
+//!
+//! * `test`: everything CI runs, in the order that fails fastest: rustfmt check, clippy on all
+//!   targets with warnings denied, the tests of every package, and rustdoc with warnings denied.
+//! * `bench [--size MIB] [--rounds N]`: measurements, never assertions (see docs/benchmarks.md
+//!   once it exists).
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(project_root());
+    c
+}
+
+/// Runs a step, printing its name and time; returns whether it passed.
+fn step(name: &str, mut command: Command) -> bool {
+    println!("==> {name}");
+    let started = Instant::now();
+    let ok = match command.status() {
+        Ok(status) => status.success(),
+        Err(e) => {
+            eprintln!("cannot run {name}: {e}");
+            false
+        }
+    };
+    println!("<== {name}: {} in {:.1}s", if ok { "ok" } else { "FAILED" }, started.elapsed().as_secs_f64());
+    ok
+}
+
+fn test() -> bool {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    let mut tests = cargo();
+    tests.args(["test", "--workspace", "--locked"]);
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings");
+    let steps: Vec<(&str, Command)> = vec![("rustfmt", fmt), ("clippy", clippy), ("tests", tests), ("rustdoc", doc)];
+    let mut failed = Vec::new();
+    for (name, command) in steps {
+        if !step(name, command) {
+            failed.push(name);
+            // Formatting and lint failures do not hide test results: go on, report all.
+        }
+    }
+    if failed.is_empty() {
+        println!("xtask test: all steps passed");
+        true
+    } else {
+        println!("xtask test: FAILED steps: {}", failed.join(", "));
+        false
+    }
+}
+
+fn bench(args: &[String]) -> bool {
+    let mut c = cargo();
+    c.args(["run", "--release", "--locked", "-p", "upload-core", "--example", "hash_bench", "--"]).args(args);
+    step("hash throughput", c)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ok = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N]>");
+            false
+        }
+    };
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -487,7 +487,14 @@ impl<P: Protocol> Upload<P> {
                 let size = created.part_size.ok_or_else(|| {
                     UploadError::Protocol(format!("{} created a session without a part size", rules.vendor))
                 })?;
-                plan = PartPlan::new(&rules, total, PartSize::Exact(size))?;
+                match PartPlan::new(&rules, total, PartSize::Exact(size)) {
+                    Ok(p) => plan = p,
+                    Err(e) => {
+                        // Nothing was sent; do not leave an empty session behind.
+                        let _ = protocol.abort(&created.session).await;
+                        return Err(e.into());
+                    }
+                }
             }
             let hasher = WholeHasher::new(sequential);
             self.state = Some(UploadState {
@@ -662,8 +669,10 @@ impl<P: Protocol> Upload<P> {
                 continue;
             }
             if let Some(deadline) = deadline {
-                let estimate = self.part_time.unwrap_or_default();
-                if done.is_none() && Instant::now() + estimate >= deadline {
+                // Start a part only if it should finish in time; hashing stored parts stops at
+                // the deadline too (the hash state carries over).
+                let estimate = if done.is_none() { self.part_time.unwrap_or_default() } else { Duration::ZERO };
+                if Instant::now() + estimate >= deadline {
                     timed_out = true;
                     break;
                 }

@@ -1,7 +1,6 @@
 //! An in-memory vendor for engine tests: it stores parts, checks what a strict vendor checks
 //! (part digests, part order for sequential vendors, the whole-file SHA-1 at completion), and
 //! injects faults: scripted per part and attempt, or random from a seed.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -369,7 +368,7 @@ pub fn pattern(len: usize, salt: u64) -> Vec<u8> {
 }
 
 /// Events seen by an observer.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Recorder(pub Arc<Mutex<Vec<upload_core::Event>>>);
 
 impl Recorder {

@@ -1,14 +1,14 @@
 //! The engine driven through an in-memory vendor with injected faults.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use tests::fake::*;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+
 use upload_core::source::ReadAt;
 use upload_core::{
     Event, Fingerprint, Hashes, PartRules, PartSize, PlanError, Source, Step, Upload, UploadError, UploadOptions,
