@@ -658,6 +658,12 @@ impl<P: Protocol> Upload<P> {
             }
             let done = state.part(spec.index);
             let hasher_at = self.hasher.as_ref().map(|h| if h.hashes().is_empty() { u64::MAX } else { h.len() });
+            if hasher_at.is_some_and(|at| at < spec.offset) {
+                // Never happens while parts are walked in order; refuse rather than finish with a
+                // whole-file digest that skipped bytes.
+                failure = Some(UploadError::StateCorrupt("the whole-file hash state is behind the source".into()));
+                break;
+            }
             let needs_hash = hasher_at == Some(spec.offset);
             let needs_crc = crc_needed && done.is_some_and(|d| d.digests.crc64.is_none());
             let is_stream = matches!(self.source, Source::Stream(_));
@@ -913,11 +919,20 @@ impl<P: Protocol> Upload<P> {
                 .map_err(UploadError::read)?;
             state.source.check(&now)?;
         }
+        let total_len = state.plan.total_len.unwrap_or_else(|| state.bytes_done());
+        if let Some(h) = &self.hasher
+            && !h.hashes().is_empty()
+            && h.len() != total_len
+        {
+            return Err(UploadError::StateCorrupt(format!(
+                "the whole-file digests cover {} of {total_len} bytes",
+                h.len()
+            )));
+        }
         let mut digests = self.hasher.as_ref().map(WholeHasher::finish).unwrap_or_default();
         if self.protocol.whole_hashes().contains(Hashes::CRC64) {
             digests.crc64 = state.combined_crc64();
         }
-        let total_len = state.plan.total_len.unwrap_or_else(|| state.bytes_done());
         self.emit(Event::Completing { parts: state.parts_done() });
         let protocol = self.protocol.clone();
         let session = state.session.clone();
