@@ -1,0 +1,3 @@
+//! oss-multipart
+#![warn(missing_docs)]
+pub mod signing;
