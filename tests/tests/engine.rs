@@ -441,3 +441,145 @@ async fn memory_stays_within_concurrency_times_part_size_for_1_gib() {
         }
     }
 }
+
+// Regressions found in review: deadlines, streams, cancellation, and saved states from outside.
+
+#[tokio::test(start_paused = true)]
+async fn a_step_returns_within_its_budget_even_when_parts_are_slow() {
+    let data = Bytes::from(pattern(MIB as usize, 21));
+    let mut config = Config::new(rules(128 * KIB));
+    config.part_latency = Duration::from_secs(2);
+    let fake = Fake::new(config);
+    let mut upload = Upload::new(fake.clone(), Source::bytes(data), options());
+    let started = tokio::time::Instant::now();
+    let step = upload.step(Duration::from_millis(100)).await.unwrap();
+    assert!(matches!(step, Step::Pending { .. }));
+    assert!(started.elapsed() < Duration::from_secs(2), "the step waited for slow parts: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_parts_dropped_in_flight_are_sent_by_the_next_run() {
+    let data = pattern(MIB as usize, 22);
+    let mut config = Config::new(rules(128 * KIB));
+    config.part_latency = Duration::from_millis(50);
+    config.script.insert((2, 1), Fault::Status(400, None));
+    let fake = Fake::new(config);
+    let source = Source::reader(std::io::Cursor::new(data.clone()), Some(data.len() as u64));
+    let mut upload = Upload::new(fake.clone(), source, options());
+    upload.run().await.unwrap_err();
+    upload.run().await.unwrap();
+    assert_eq!(stored_object(&fake), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_never_completes_with_a_partial_whole_file_digest() {
+    use upload_core::source::BytesSource;
+    use upload_core::{Digests, PartPlan, PartUpload, Protocol};
+    let data = Bytes::from(pattern(16 * MIB as usize, 23));
+    let config = box_like();
+    let rules = config.rules.clone();
+    let fake = Fake::new(config);
+    // Every part is on the server, but the saved hash state is at byte 0 (an early checkpoint).
+    let plan = PartPlan::new(&rules, Some(data.len() as u64), PartSize::Exact(96 * KIB)).unwrap();
+    let session = fake.create(Some(data.len() as u64), plan.part_size).await.unwrap().session;
+    for spec in plan.parts() {
+        let body = data.slice(spec.offset as usize..spec.end() as usize);
+        let digests = Digests::compute(Hashes::SHA1 | Hashes::CRC64, &body);
+        let part = PartUpload { spec, total_len: plan.total_len, is_last: false, body, digests };
+        fake.upload_part(&session, part).await.unwrap();
+    }
+    let state: UploadState<String, String> = UploadState {
+        format: upload_core::checkpoint::FORMAT.into(),
+        version: upload_core::checkpoint::VERSION,
+        vendor: "Fake".into(),
+        target: "fake://bucket/key".into(),
+        session,
+        plan,
+        source: BytesSource(data.clone()).fingerprint().unwrap(),
+        parts: vec![],
+        whole: Some(upload_core::hash::WholeHasher::new(Hashes::SHA1).state()),
+    };
+    let mut upload = Upload::resume(fake.clone(), Source::bytes(data.clone()), state, options());
+    let first = upload.step(Duration::from_millis(2)).await.unwrap();
+    assert!(matches!(first, Step::Pending { .. }), "a step cut short must not complete");
+    let done = loop {
+        if let Step::Done(done) = upload.step(Duration::from_secs(5)).await.unwrap() {
+            break done;
+        }
+    };
+    assert_eq!(done.digests.sha1_hex().unwrap(), hex_sha1(&data));
+    assert!(fake.world().stores.values().all(|&n| n == 1), "no part was sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_longer_than_declared_is_refused() {
+    let data = pattern(300 * KIB as usize, 24);
+    let fake = Fake::new(Config::new(rules(128 * KIB)));
+    let source = Source::reader(std::io::Cursor::new(data), Some(200 * KIB));
+    let err = Upload::new(fake.clone(), source, options()).run().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the source changed since the upload started: the stream declared 200 KiB but gave more"
+    );
+    assert_eq!(fake.world().completes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_ends_the_retries() {
+    let data = Bytes::from(pattern(256 * KIB as usize, 25));
+    let mut config = Config::new(rules(128 * KIB));
+    config.script.insert((1, 1), Fault::Status(429, Some(Duration::MAX)));
+    let fake = Fake::new(config);
+    let err = Upload::new(fake.clone(), Source::bytes(data), options()).run().await.unwrap_err();
+    match err {
+        UploadError::Vendor { part: Some(1), source, .. } => {
+            assert_eq!(source.reason, upload_core::retry::GiveUp::Time);
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_length_stream_at_the_part_limit() {
+    let rules = PartRules { max_parts: 4, ..rules(128 * KIB) };
+    let exact = pattern(512 * KIB as usize, 26);
+    let fake = Fake::new(Config::new(rules.clone()));
+    let source = Source::reader(std::io::Cursor::new(exact.clone()), None);
+    Upload::new(fake.clone(), source, options()).run().await.unwrap();
+    assert_eq!(stored_object(&fake), exact);
+
+    let fake = Fake::new(Config::new(rules));
+    let source = Source::reader(std::io::Cursor::new(pattern(512 * KIB as usize + 1, 27)), None);
+    let err = Upload::new(fake.clone(), source, options()).run().await.unwrap_err();
+    assert!(matches!(err, UploadError::Plan(PlanError::SourceTooLarge { .. })), "{err}");
+    assert_eq!(fake.world().completes, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_is_prompt_while_a_part_stalls() {
+    let data = Bytes::from(pattern(256 * KIB as usize, 28));
+    let mut config = Config::new(rules(128 * KIB));
+    config.script.insert((1, 1), Fault::Stall);
+    let fake = Fake::new(config);
+    let opts = UploadOptions { part_timeout: None, ..options() };
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let err = Upload::new(fake.clone(), Source::bytes(data), opts).run().await.unwrap_err();
+    assert!(matches!(err, UploadError::Cancelled), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_state_with_an_impossible_plan_is_refused() {
+    let data = Bytes::from(pattern(MIB as usize, 29));
+    let fake = Fake::new(Config::new(rules(128 * KIB)));
+    let mut upload =
+        Upload::new(fake.clone(), Source::bytes(data.clone()), UploadOptions { concurrency: 1, ..options() });
+    upload.step(Duration::ZERO).await.unwrap();
+    let mut state = upload.into_state().unwrap();
+    state.plan.part_size = 0;
+    let err = Upload::resume(fake.clone(), Source::bytes(data), state, options()).run().await.unwrap_err();
+    assert!(matches!(err, UploadError::StateCorrupt(_)), "{err}");
+}

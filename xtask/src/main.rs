@@ -1,10 +1,14 @@
-//! Project automation: `cargo xtask test | bench`.
+//! Project automation: `cargo xtask test | bench | codegen`.
 //!
 //! * `test`: everything CI runs, in the order that fails fastest: rustfmt check, clippy on all
-//!   targets with warnings denied, the tests of every package, and rustdoc with warnings denied.
-//! * `bench [--size MIB] [--rounds N]`: measurements, never assertions (see docs/benchmarks.md
-//!   once it exists).
+//!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, and
+//!   the freshness of generated code.
+//! * `bench [--size MIB] [--rounds N]`: measurements, never assertions.
+//! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
+//!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
+
+mod codegen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -52,6 +56,14 @@ fn test() -> bool {
             // Formatting and lint failures do not hide test results: go on, report all.
         }
     }
+    println!("==> codegen freshness");
+    match codegen::run(&project_root(), codegen::Mode::Check) {
+        Ok(n) => println!("<== codegen freshness: ok ({n} generated files up to date)"),
+        Err(e) => {
+            eprintln!("{e}");
+            failed.push("codegen");
+        }
+    }
     if failed.is_empty() {
         println!("xtask test: all steps passed");
         true
@@ -72,8 +84,21 @@ fn main() -> ExitCode {
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("codegen") => {
+            let mode = if args.iter().any(|a| a == "--check") { codegen::Mode::Check } else { codegen::Mode::Write };
+            match codegen::run(&project_root(), mode) {
+                Ok(n) => {
+                    println!("codegen: {n} generated files up to date");
+                    true
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    false
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N]>");
+            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N] | codegen [--check]>");
             false
         }
     };

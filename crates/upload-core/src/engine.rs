@@ -64,7 +64,8 @@ pub struct UploadOptions {
     pub checkpoint_interval: Duration,
     /// Receives progress events.
     pub observer: Option<Observer>,
-    /// Cancels the upload at the next part boundary; the state stays resumable.
+    /// Cancels the upload promptly: parts in flight are dropped (on resume the server is asked
+    /// which of them it stored), the state is saved and stays resumable.
     pub cancel: CancellationToken,
 }
 
@@ -321,8 +322,6 @@ struct TaskOutput<R, E: std::error::Error + 'static> {
     index: u32,
     result: Result<DonePart<R>, UploadError<E>>,
     found_on_server: bool,
-    /// The bytes, returned for stream sources so a failed part can be sent later.
-    body: Option<Bytes>,
     elapsed: Duration,
 }
 
@@ -415,7 +414,6 @@ impl<P: Protocol> Upload<P> {
 
     /// Aborts the upload: stops, calls the vendor's abort, and removes the checkpoint file.
     pub async fn abort(&mut self) -> Result<(), Error<P>> {
-        self.options.cancel.cancel();
         if let Some(state) = &self.state {
             let protocol = self.protocol.clone();
             let session = state.session.clone();
@@ -527,6 +525,20 @@ impl<P: Protocol> Upload<P> {
                 found: format!("{} {}", state.vendor, state.target),
             });
         }
+        // The state may come from a database or a file: check the plan before using it.
+        let plan = state.plan;
+        let plan_ok = crate::plan::check_size(&rules, plan.part_size).is_ok()
+            && plan.first_part_number == rules.first_part_number
+            && plan.max_parts <= rules.max_parts
+            && (self.source.len().is_none() || plan.total_len.is_none() || plan.total_len == self.source.len());
+        if !plan_ok {
+            return Err(UploadError::StateCorrupt(format!(
+                "its plan (parts of {} from number {}) does not fit {}'s rules and this source",
+                crate::size::ByteSize(plan.part_size),
+                plan.first_part_number,
+                rules.vendor
+            )));
+        }
         let saved = state.source.clone();
         let now = match &self.source {
             Source::ReadAt(r) => {
@@ -618,8 +630,8 @@ impl<P: Protocol> Upload<P> {
         self.complete().await.map(Step::Done)
     }
 
-    /// Sends every part not yet stored. `Ok(true)` when all are stored, `Ok(false)` when the
-    /// deadline stopped it first.
+    /// Sends every part not yet stored. `Ok(true)` when all are stored and the whole-file digests
+    /// are complete, `Ok(false)` when the deadline stopped it first.
     async fn send_parts(&mut self, deadline: Option<Instant>, last_save: &mut Instant) -> Result<bool, Error<P>> {
         let rules: PartRules = self.protocol.rules();
         let part_hashes = self.protocol.part_hashes();
@@ -628,14 +640,17 @@ impl<P: Protocol> Upload<P> {
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut tasks: JoinSet<TaskOutput<P::Receipt, P::Error>> = JoinSet::new();
         let mut failure: Option<Error<P>> = None;
-        let mut timed_out = false;
-        let mut index = 0u32;
+        // The deadline stopped the reading stage (`stopped`), or cut parts in flight (`cut`).
+        let mut stopped = false;
+        let cancel = self.options.cancel.clone();
+        let is_stream = matches!(self.source, Source::Stream(_));
 
         let (session, fingerprint) = match &self.state {
             Some(s) => (Arc::new(s.session.clone()), s.source.clone()),
             None => return Err(UploadError::Protocol("no session".into())),
         };
 
+        let mut index = 0u32;
         'reading: loop {
             while let Some(done) = tasks.try_join_next() {
                 self.finish_task(done, &mut failure, last_save);
@@ -643,13 +658,21 @@ impl<P: Protocol> Upload<P> {
             if failure.is_some() {
                 break;
             }
-            if self.options.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 failure = Some(UploadError::Cancelled);
                 break;
             }
             let Some(state) = &self.state else { break };
             let plan = state.plan;
-            let Some(mut spec) = plan.part(index) else { break };
+            let Some(mut spec) = plan.part(index) else {
+                if plan.total_len.is_none() {
+                    // A stream of unknown length reached the vendor's part limit: it must end here.
+                    if let Err(e) = self.end_of_stream_at_limit(&rules).await {
+                        failure = Some(e);
+                    }
+                }
+                break;
+            };
             if let Source::Stream(s) = &self.source
                 && plan.total_len.is_none()
                 && s.position() < spec.offset
@@ -666,7 +689,6 @@ impl<P: Protocol> Upload<P> {
             }
             let needs_hash = hasher_at == Some(spec.offset);
             let needs_crc = crc_needed && done.is_some_and(|d| d.digests.crc64.is_none());
-            let is_stream = matches!(self.source, Source::Stream(_));
             // A stream must be read through a stored part to reach the next one, unless an
             // earlier run in this process has read past it already.
             let must_advance = matches!(&self.source, Source::Stream(s) if s.position() <= spec.offset);
@@ -679,7 +701,7 @@ impl<P: Protocol> Upload<P> {
                 // the deadline too (the hash state carries over).
                 let estimate = if done.is_none() { self.part_time.unwrap_or_default() } else { Duration::ZERO };
                 if Instant::now() + estimate >= deadline {
-                    timed_out = true;
+                    stopped = true;
                     break;
                 }
             }
@@ -688,19 +710,20 @@ impl<P: Protocol> Upload<P> {
                 if let Ok(p) = slots.clone().try_acquire_owned() {
                     break p;
                 }
-                let joined = match deadline {
-                    Some(d) => match tokio::time::timeout_at(d, tasks.join_next()).await {
-                        Ok(j) => j,
-                        Err(_) => {
-                            timed_out = true;
+                match next_finished(&mut tasks, deadline, &cancel).await {
+                    Wait::Joined(Some(j)) => {
+                        self.finish_task(j, &mut failure, last_save);
+                        if failure.is_some() {
                             break 'reading;
                         }
-                    },
-                    None => tasks.join_next().await,
-                };
-                if let Some(j) = joined {
-                    self.finish_task(j, &mut failure, last_save);
-                    if failure.is_some() {
+                    }
+                    Wait::Joined(None) => {}
+                    Wait::Deadline => {
+                        stopped = true;
+                        break 'reading;
+                    }
+                    Wait::Cancelled => {
+                        failure = Some(UploadError::Cancelled);
                         break 'reading;
                     }
                 }
@@ -710,128 +733,150 @@ impl<P: Protocol> Upload<P> {
             let in_order = needs_hash || needs_crc || is_stream || self.carry.contains_key(&spec.index);
             let body = match &self.source {
                 Source::ReadAt(r) if !in_order => TaskBody::Read(r.clone(), fingerprint.clone()),
-                _ => {
-                    let bytes = match self.read_in_order(&spec, &fingerprint).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    };
-                    if let (Source::Stream(_), Some(state)) = (&self.source, &mut self.state)
-                        && state.plan.total_len.is_none()
-                        && (bytes.len() as u64) < spec.len
-                    {
-                        // The stream ended inside this part: the length is known now.
-                        let total = spec.offset + bytes.len() as u64;
-                        if bytes.is_empty() && index > 0 {
-                            state.plan = state.plan.with_total_len(total);
-                            break;
-                        }
-                        state.plan = state.plan.with_total_len(total);
-                        spec.len = bytes.len() as u64;
-                    }
-                    let buffer = Buffer::new(bytes, &self.counters);
-                    if needs_hash {
-                        let hasher = self.hasher.take().unwrap_or_else(|| WholeHasher::new(Hashes::NONE));
-                        let bytes = buffer.bytes.clone();
-                        let hasher = tokio::task::spawn_blocking(move || {
-                            let mut hasher = hasher;
-                            hasher.update(&bytes);
-                            hasher
-                        })
-                        .await
-                        .map_err(|e| UploadError::Read(io::Error::other(e)))?;
-                        if let Some(state) = &mut self.state {
-                            state.whole = Some(hasher.state());
-                        }
-                        self.hasher = Some(hasher);
-                    }
-                    if let Some(done) = self.state.as_ref().and_then(|s| s.part(spec.index)) {
-                        // Stored already: the bytes were only needed for the whole-file digests.
-                        // Check them against what the server reports, and fill in a missing CRC.
-                        let known = done.digests.clone();
-                        let bytes = buffer.bytes.clone();
-                        let kinds = digest_kinds(&known) | if needs_crc { Hashes::CRC64 } else { Hashes::NONE };
-                        let local = tokio::task::spawn_blocking(move || Digests::compute(kinds, &bytes))
-                            .await
-                            .map_err(|e| UploadError::Read(io::Error::other(e)))?;
-                        if conflicts(&known, &local) {
-                            failure = Some(UploadError::SourceChanged(SourceChanged(format!(
-                                "part {} differs from the bytes the server stores for it",
-                                spec.number
-                            ))));
-                            break;
-                        }
-                        if let Some(state) = &mut self.state
-                            && let Ok(i) = state.parts.binary_search_by_key(&spec.index, |p| p.index)
-                        {
-                            fill(&mut state.parts[i].digests, &local);
-                        }
+                _ => match self.read_and_hash(&mut spec, index, needs_hash, needs_crc, &fingerprint).await {
+                    Ok(Some(buffer)) => TaskBody::Ready(buffer),
+                    Ok(None) => {
+                        // Stored already, or the stream ended: nothing to send.
                         drop(permit);
+                        if self.state.as_ref().is_some_and(|s| s.plan.total_len.is_some_and(|t| t <= spec.offset)) {
+                            break;
+                        }
                         index += 1;
                         continue;
                     }
-                    TaskBody::Ready(buffer)
-                }
-            };
-
-            let total_len = self.state.as_ref().and_then(|s| s.plan.total_len);
-            let is_last = total_len.is_some_and(|t| spec.end() == t);
-            tasks.spawn(part_task(
-                PartJob {
-                    protocol: self.protocol.clone(),
-                    session: session.clone(),
-                    plan: self.state.as_ref().map(|s| s.plan).unwrap_or(plan),
-                    spec,
-                    total_len,
-                    is_last,
-                    hashes: part_hashes,
-                    retry: self.options.retry.clone(),
-                    timeout: self.options.part_timeout,
-                    observer: self.options.observer.clone(),
-                    counters: self.counters.clone(),
-                    keep_body: is_stream,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 },
-                body,
-                permit,
-            ));
+            };
+            if let (true, TaskBody::Ready(b)) = (is_stream, &body) {
+                // A stream cannot be read twice: keep the bytes until the part is stored.
+                self.carry.insert(spec.index, b.bytes.clone());
+            }
+            let total_len = self.state.as_ref().and_then(|s| s.plan.total_len);
+            let job = PartJob {
+                protocol: self.protocol.clone(),
+                session: session.clone(),
+                plan: self.state.as_ref().map(|s| s.plan).unwrap_or(plan),
+                spec,
+                total_len,
+                is_last: total_len.is_some_and(|t| spec.end() == t),
+                hashes: part_hashes,
+                retry: self.options.retry.clone(),
+                timeout: self.options.part_timeout,
+                observer: self.options.observer.clone(),
+                counters: self.counters.clone(),
+            };
+            tasks.spawn(part_task(job, body, permit));
             index += 1;
         }
 
-        // Drain what is in flight, unless the deadline or a failure says stop.
+        // Drain what is in flight; a failure, a cancellation or the deadline drops it instead
+        // (the server is asked about dropped parts next time).
+        let mut cut = false;
         while !tasks.is_empty() {
-            if failure.is_some() || self.options.cancel.is_cancelled() {
+            if failure.is_some() || cut {
                 tasks.abort_all();
+                while let Some(j) = tasks.join_next().await {
+                    self.finish_task(j, &mut failure, last_save);
+                }
+                break;
             }
-            let joined = match deadline {
-                Some(d) if !timed_out => match tokio::time::timeout_at(d, tasks.join_next()).await {
-                    Ok(j) => j,
-                    Err(_) => {
-                        timed_out = true;
-                        tasks.abort_all();
-                        continue;
-                    }
-                },
-                _ => tasks.join_next().await,
-            };
-            match joined {
-                Some(j) => self.finish_task(j, &mut failure, last_save),
-                None => break,
+            match next_finished(&mut tasks, deadline, &cancel).await {
+                Wait::Joined(Some(j)) => self.finish_task(j, &mut failure, last_save),
+                Wait::Joined(None) => break,
+                Wait::Deadline => cut = true,
+                Wait::Cancelled => failure = Some(UploadError::Cancelled),
             }
-        }
-        if failure.is_none() && self.options.cancel.is_cancelled() {
-            failure = Some(UploadError::Cancelled);
         }
         if let Some(e) = failure {
             self.reconciled = false;
             return Err(e);
         }
-        if timed_out {
+        if stopped || cut {
             // Parts dropped in flight may or may not be stored: ask the server next time.
             self.reconciled = false;
+            return Ok(false);
         }
         Ok(self.state.as_ref().is_some_and(|s| s.all_parts_done()))
+    }
+
+    /// Reads a part in order, updates the whole-file hashes, and checks a part the server already
+    /// stores against the bytes. `None` when there is nothing to send.
+    async fn read_and_hash(
+        &mut self,
+        spec: &mut PartSpec,
+        index: u32,
+        needs_hash: bool,
+        needs_crc: bool,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<Buffer>, Error<P>> {
+        let bytes = self.read_in_order(spec, fingerprint).await?;
+        if let (Source::Stream(_), Some(state)) = (&self.source, &mut self.state)
+            && state.plan.total_len.is_none()
+            && (bytes.len() as u64) < spec.len
+        {
+            // The stream ended inside this part: the length is known now.
+            let total = spec.offset + bytes.len() as u64;
+            state.plan = state.plan.with_total_len(total);
+            if bytes.is_empty() && index > 0 {
+                return Ok(None);
+            }
+            spec.len = bytes.len() as u64;
+        }
+        let buffer = Buffer::new(bytes, &self.counters);
+        if needs_hash && let Some(hasher) = &self.hasher {
+            // The hasher is cloned (a few hundred bytes), so a failure leaves it as it was.
+            let mut hasher = hasher.clone();
+            let bytes = buffer.bytes.clone();
+            let hasher = blocking(move || {
+                hasher.update(&bytes);
+                hasher
+            })
+            .await?;
+            if let Some(state) = &mut self.state {
+                state.whole = Some(hasher.state());
+            }
+            self.hasher = Some(hasher);
+        }
+        let Some(done) = self.state.as_ref().and_then(|s| s.part(spec.index)) else {
+            return Ok(Some(buffer));
+        };
+        // Stored already: the bytes were only needed for the whole-file digests. Check them
+        // against what the server reports, and fill in a missing CRC.
+        let known = done.digests.clone();
+        let kinds = digest_kinds(&known) | if needs_crc { Hashes::CRC64 } else { Hashes::NONE };
+        let bytes = buffer.bytes.clone();
+        let local = blocking(move || Digests::compute(kinds, &bytes)).await?;
+        if conflicts(&known, &local) {
+            return Err(UploadError::SourceChanged(SourceChanged(format!(
+                "part {} differs from the bytes the server stores for it",
+                spec.number
+            ))));
+        }
+        if let Some(state) = &mut self.state
+            && let Ok(i) = state.parts.binary_search_by_key(&spec.index, |p| p.index)
+        {
+            fill(&mut state.parts[i].digests, &local);
+        }
+        self.carry.remove(&spec.index);
+        Ok(None)
+    }
+
+    /// A stream of unknown length filled the vendor's last part: it must be at its end.
+    async fn end_of_stream_at_limit(&mut self, rules: &PartRules) -> Result<(), Error<P>> {
+        let (Source::Stream(s), Some(state)) = (&mut self.source, &mut self.state) else { return Ok(()) };
+        let position = s.position();
+        if s.read_part(1).await.map_err(UploadError::read)?.is_empty() {
+            state.plan = state.plan.with_total_len(position);
+            return Ok(());
+        }
+        Err(UploadError::Plan(PlanError::SourceTooLarge {
+            vendor: rules.vendor,
+            len: position + 1,
+            max: state.plan.part_size.saturating_mul(u64::from(state.plan.max_parts)),
+        }))
     }
 
     /// Reads the next part in order (from the carry, the stream, or the file).
@@ -899,9 +944,6 @@ impl<P: Protocol> Upload<P> {
                 }
             }
             Err(e) => {
-                if let Some(body) = out.body {
-                    self.carry.insert(out.index, body);
-                }
                 failure.get_or_insert(e);
             }
         }
@@ -946,6 +988,39 @@ impl<P: Protocol> Upload<P> {
         self.emit(Event::Completed { total_len });
         Ok(Completed { output, digests, report: self.report() })
     }
+}
+
+/// What ended a wait for a part task.
+enum Wait<T> {
+    Joined(Option<Result<T, tokio::task::JoinError>>),
+    Deadline,
+    Cancelled,
+}
+
+/// Waits for the next part task to finish, the deadline, or cancellation.
+async fn next_finished<T: 'static>(
+    tasks: &mut JoinSet<T>,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+) -> Wait<T> {
+    let deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        joined = tasks.join_next() => Wait::Joined(joined),
+        () = deadline => Wait::Deadline,
+        () = cancel.cancelled() => Wait::Cancelled,
+    }
+}
+
+/// Runs CPU work (hashing, positional reads) on the blocking pool.
+async fn blocking<T: Send + 'static, E: std::error::Error + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, UploadError<E>> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| UploadError::Read(io::Error::other(e)))
 }
 
 /// The hash kinds present in a digest set.
@@ -1006,7 +1081,6 @@ struct PartJob<P: Protocol> {
     timeout: Option<Duration>,
     observer: Option<Observer>,
     counters: Arc<Counters>,
-    keep_body: bool,
 }
 
 /// Reads (if needed), hashes and sends one part with retries. Holds its slot until done.
@@ -1023,19 +1097,19 @@ async fn part_task<P: Protocol>(
             Ok(bytes) => Buffer::new(bytes, &job.counters),
             Err(e) => {
                 let result = Err(UploadError::read(e));
-                return TaskOutput { index, result, found_on_server: false, body: None, elapsed: started.elapsed() };
+                return TaskOutput { index, result, found_on_server: false, elapsed: started.elapsed() };
             }
         },
     };
     let result = send_part(&job, buffer.bytes.clone()).await;
+    // The buffer goes before the slot, so at most `concurrency` buffers ever exist.
+    drop(buffer);
     drop(permit);
     let (result, found_on_server) = match result {
         Ok((part, found)) => (Ok(part), found),
         Err(e) => (Err(e), false),
     };
-    let body = (job.keep_body && result.is_err()).then(|| buffer.bytes.clone());
-    drop(buffer);
-    TaskOutput { index, result, found_on_server, body, elapsed: started.elapsed() }
+    TaskOutput { index, result, found_on_server, elapsed: started.elapsed() }
 }
 
 async fn send_part<P: Protocol>(
@@ -1094,7 +1168,12 @@ async fn send_part<P: Protocol>(
         };
         if maybe_stored {
             // The server may hold the part although the call failed: ask before sending again.
-            if let Ok(Some(found)) = protocol.find_part(session, &job.plan, spec.number).await
+            let find = protocol.find_part(session, &job.plan, spec.number);
+            let found = match timeout {
+                Some(t) => tokio::time::timeout(t, find).await.ok(),
+                None => Some(find.await),
+            };
+            if let Some(Ok(Some(found))) = found
                 && found.len == spec.len
                 && !conflicts(&found.digests, &digests)
             {

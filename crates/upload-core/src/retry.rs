@@ -185,16 +185,18 @@ impl Backoff {
         let delay = match retry_after {
             Some(d) => d,
             None => {
-                let exp = self.policy.multiplier.powi(self.attempts.saturating_sub(1).min(64) as i32);
+                // Odd settings (a multiplier below 1, huge caps) must not panic: clamp instead.
+                let exp = self.policy.multiplier.max(1.0).powi(self.attempts.saturating_sub(1).min(64) as i32);
                 let cap = self.policy.max_backoff.as_secs_f64();
                 let base = (self.policy.initial_backoff.as_secs_f64() * exp).min(cap);
-                Duration::from_secs_f64(base / 2.0 + base / 2.0 * self.rng.unit())
+                let secs = base / 2.0 + base / 2.0 * self.rng.unit();
+                Duration::try_from_secs_f64(secs).unwrap_or(self.policy.max_backoff)
             }
         };
-        if self.elapsed() + delay > self.policy.max_elapsed {
-            return Err(GiveUp::Time);
+        match self.elapsed().checked_add(delay) {
+            Some(end) if end <= self.policy.max_elapsed => Ok(delay),
+            _ => Err(GiveUp::Time),
         }
-        Ok(delay)
     }
 }
 
@@ -347,6 +349,18 @@ mod tests {
         .unwrap_err();
         assert_eq!((err.attempts, err.reason), (1, GiveUp::NotRetryable));
         assert_eq!(err.to_string(), "HTTP 403 (1 attempt over 0.0ns; not retryable)");
+    }
+
+    #[test]
+    fn extreme_values_do_not_panic() {
+        let mut b = RetryPolicy { multiplier: -3.0, max_backoff: Duration::MAX, ..RetryPolicy::default() }.start();
+        for _ in 0..100 {
+            b.attempt();
+            let _ = b.next_delay(true, None);
+        }
+        let mut b = RetryPolicy::default().start();
+        b.attempt();
+        assert_eq!(b.next_delay(true, Some(Duration::MAX)), Err(GiveUp::Time));
     }
 
     #[tokio::test(start_paused = true)]

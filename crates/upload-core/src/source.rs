@@ -284,6 +284,16 @@ impl StreamSource {
                     )),
                 ));
             }
+            if self.position == len && !buf.is_empty() {
+                // The declared end: a stream that goes on is not the source that was announced.
+                let mut probe = [0u8; 1];
+                if self.reader.read(&mut probe).await? > 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        SourceChanged(format!("the stream declared {} but gave more", ByteSize(len))),
+                    ));
+                }
+            }
         }
         Ok(buf.freeze())
     }
