@@ -60,7 +60,15 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn new(operation: &'static str, method: Method, bucket: &'a str, key: Option<&'a str>) -> Self {
-        Self { operation, method, bucket: Some(bucket), key, query: Vec::new(), headers: Vec::new(), body: Bytes::new() }
+        Self {
+            operation,
+            method,
+            bucket: Some(bucket),
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     fn query(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -203,7 +211,10 @@ impl Client {
         Err(service_error(response, head, call.operation).await)
     }
 
-    async fn xml<T: serde::de::DeserializeOwned>(operation: &'static str, response: reqwest::Response) -> Result<T, Error> {
+    async fn xml<T: serde::de::DeserializeOwned>(
+        operation: &'static str,
+        response: reqwest::Response,
+    ) -> Result<T, Error> {
         let text = response.text().await.map_err(Error::transport)?;
         quick_xml::de::from_str(&text).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
     }
@@ -250,10 +261,9 @@ impl Client {
         call.body = body;
         let response = self.send(call).await?;
         let headers = response.headers();
-        let etag = header_str(headers, "etag").map(str::to_owned).ok_or(Error::MalformedResponse {
-            operation: "UploadPart",
-            detail: "no ETag header".into(),
-        })?;
+        let etag = header_str(headers, "etag")
+            .map(str::to_owned)
+            .ok_or(Error::MalformedResponse { operation: "UploadPart", detail: "no ETag header".into() })?;
         Ok(UploadPartOutput { etag, crc64: header_u64(headers, "x-oss-hash-crc64ecma") })
     }
 
@@ -383,8 +393,9 @@ impl Client {
         bucket: &str,
         page: &ListUploadsPage,
     ) -> Result<ListMultipartUploadsResult, Error> {
-        let mut call =
-            Call::new("ListMultipartUploads", Method::GET, bucket, None).query("uploads", "").query("encoding-type", "url");
+        let mut call = Call::new("ListMultipartUploads", Method::GET, bucket, None)
+            .query("uploads", "")
+            .query("encoding-type", "url");
         for (name, value) in [
             ("prefix", &page.prefix),
             ("delimiter", &page.delimiter),
@@ -401,9 +412,10 @@ impl Client {
         let response = self.send(call).await?;
         let mut result: ListMultipartUploadsResult = Self::xml("ListMultipartUploads", response).await?;
         if result.encoding_type.as_deref() == Some("url") {
-            for field in [&mut result.key_marker, &mut result.next_key_marker, &mut result.prefix, &mut result.delimiter]
-                .into_iter()
-                .flatten()
+            for field in
+                [&mut result.key_marker, &mut result.next_key_marker, &mut result.prefix, &mut result.delimiter]
+                    .into_iter()
+                    .flatten()
             {
                 *field = decode_url(field);
             }
@@ -562,8 +574,8 @@ fn object_headers<'a>(mut call: Call<'a>, options: &ObjectOptions) -> Call<'a> {
 async fn service_error(response: reqwest::Response, head: bool, operation: &'static str) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let retry_after = header_str(&headers, "retry-after")
-        .and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
+    let retry_after =
+        header_str(&headers, "retry-after").and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
     let text = if head {
         header_str(&headers, "x-oss-err")
             .and_then(|v| STANDARD.decode(v).ok())
@@ -585,7 +597,10 @@ async fn service_error(response: reqwest::Response, head: bool, operation: &'sta
             ..ErrorBody::default()
         },
         Err(e) => {
-            return Error::MalformedResponse { operation, detail: format!("HTTP {status} with an unreadable error: {e}") };
+            return Error::MalformedResponse {
+                operation,
+                detail: format!("HTTP {status} with an unreadable error: {e}"),
+            };
         }
     };
     let code: ErrorCode = body.code.parse().unwrap_or(ErrorCode::Other(body.code.clone()));
@@ -614,14 +629,20 @@ mod tests {
         for bad in ["ab", "-abc", "abc-", "ABC", "a_b", &"a".repeat(64)] {
             assert!(validate_bucket(bad).is_err(), "{bad}");
         }
-        assert_eq!(validate_key("").unwrap_err().to_string(), "object key is invalid: it is empty; OSS keys are 1 to 1023 bytes");
+        assert_eq!(
+            validate_key("").unwrap_err().to_string(),
+            "object key is invalid: it is empty; OSS keys are 1 to 1023 bytes"
+        );
         assert!(validate_key(&"k".repeat(1024)).unwrap_err().to_string().contains("at most 1023 bytes"));
         assert!(validate_key("/abs").is_err());
         assert!(validate_key("a/../b").is_err());
         for ok in ["a b", "a+b", "100%", "x~y", "what?#", "dir//file", "中文"] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
-        assert_eq!(check_part_number(10_001).unwrap_err().to_string(), "part number 10001 is outside OSS's range of 1 to 10000");
+        assert_eq!(
+            check_part_number(10_001).unwrap_err().to_string(),
+            "part number 10001 is outside OSS's range of 1 to 10000"
+        );
     }
 
     #[test]
@@ -643,7 +664,17 @@ mod tests {
         let config = Config::new("oss-cn-hangzhou.aliyuncs.com", Credentials::new("ak", "sk")).unwrap();
         let client = Client::new(config.clone()).unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1702781677);
-        let p = client.presign_at("PUT", "bkt", "k", &[("partNumber", "1"), ("uploadId", "U")], &[], Duration::from_secs(600), now).unwrap();
+        let p = client
+            .presign_at(
+                "PUT",
+                "bkt",
+                "k",
+                &[("partNumber", "1"), ("uploadId", "U")],
+                &[],
+                Duration::from_secs(600),
+                now,
+            )
+            .unwrap();
         assert!(p.url.expose().contains("x-oss-signature="), "{}", p.url.expose());
         assert!(p.url.expose().contains("x-oss-credential=ak%2F20231217%2Fcn-hangzhou%2Foss%2Faliyun_v4_request"));
         assert!(!format!("{p:?}").contains("x-oss-signature"));
@@ -651,7 +682,11 @@ mod tests {
         let p = v1.presign_at("GET", "bkt", "k", &[], &[], Duration::from_secs(60), now).unwrap();
         assert!(p.url.expose().contains(&format!("Expires={}", 1702781677 + 60)));
         assert!(
-            client.presign("GET", "bkt", "k", &[], &[], Duration::from_secs(604_801)).unwrap_err().to_string().contains("7 days")
+            client
+                .presign("GET", "bkt", "k", &[], &[], Duration::from_secs(604_801))
+                .unwrap_err()
+                .to_string()
+                .contains("7 days")
         );
     }
 

@@ -69,8 +69,7 @@ impl Config {
     /// `http://127.0.0.1:9000`). The addressing is path style for IP and localhost endpoints and
     /// virtual host otherwise; the region is taken from an OSS endpoint name when it has one.
     pub fn new(endpoint: &str, credentials: Credentials) -> Result<Self, InvalidInput> {
-        let with_scheme =
-            if endpoint.contains("://") { endpoint.to_owned() } else { format!("https://{endpoint}") };
+        let with_scheme = if endpoint.contains("://") { endpoint.to_owned() } else { format!("https://{endpoint}") };
         let url = url::Url::parse(&with_scheme)
             .map_err(|e| InvalidInput::Config(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() {
@@ -148,7 +147,10 @@ mod tests {
     #[test]
     fn endpoints_regions_and_addressing() {
         let c = Config::new("oss-cn-hangzhou.aliyuncs.com", Credentials::new("a", "b")).unwrap();
-        assert_eq!((c.scheme.as_str(), c.addressing, c.region.as_deref()), ("https", Addressing::VirtualHost, Some("cn-hangzhou")));
+        assert_eq!(
+            (c.scheme.as_str(), c.addressing, c.region.as_deref()),
+            ("https", Addressing::VirtualHost, Some("cn-hangzhou"))
+        );
         assert_eq!(c.authority(Some("bkt")), "bkt.oss-cn-hangzhou.aliyuncs.com");
         let c = Config::new("http://127.0.0.1:9000", Credentials::new("a", "b")).unwrap();
         assert_eq!((c.addressing, c.port, c.region.clone()), (Addressing::Path, Some(9000), None));

@@ -128,6 +128,8 @@ impl Classify for Error {
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
             Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
             Error::MalformedResponse { .. } => true,
+            // A part whose CRC-64 differs from what OSS stored is sent again (and overwrites it).
+            Error::Integrity(_) => true,
             _ => false,
         }
     }
@@ -143,7 +145,7 @@ impl Classify for Error {
         match self {
             Error::Service(e) => e.status >= 500,
             Error::Transport(e) => !e.is_connect(),
-            Error::MalformedResponse { .. } => true,
+            Error::MalformedResponse { .. } | Error::Integrity(_) => true,
             _ => false,
         }
     }

@@ -1,0 +1,1166 @@
+//! An in-process OSS server (feature `emulator`) for tests, benchmarks, the CLI and users' own
+//! tests.
+//!
+//! It speaks the multipart family, PutObject, GetObject, HeadObject and DeleteObject over HTTP/1.1
+//! on loopback, with what makes OSS strict:
+//!
+//! * path-style and virtual-host addressing (`<bucket>.<anything>` when the first label is a
+//!   bucket, path style for IP and `localhost` hosts);
+//! * V1 and V4 signatures, header and presigned, checked with the 15-minute skew rule, unknown
+//!   keys refused with InvalidAccessKeyId, and SignatureDoesNotMatch echoing the server's
+//!   StringToSign (and CanonicalRequest for V4);
+//! * the multipart rules: part numbers 1–10000, Content-MD5 checked (InvalidDigest), parts
+//!   overwritten by number, completion in ascending order with matching ETags, 100 KiB minimum
+//!   for every listed part but the last, `x-oss-complete-all`, NoSuchUpload after completion or
+//!   abort, ListParts and ListMultipartUploads with their paging;
+//! * `x-oss-hash-crc64ecma` on parts and objects, ETags as OSS forms them;
+//! * storage in memory or in a directory (objects as plain files, comparable with `cmp`);
+//! * fault injection per operation and per part ([`Fault`]) and a request log.
+
+mod auth;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use upload_core::hash::crc64::Crc64;
+use upload_core::hash::{Digests, Hashes, hex};
+
+use crate::signing::{Credentials, SignableRequest};
+use crate::types::*;
+
+/// The operations the emulator knows, for faults and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Operation {
+    /// POST ?uploads
+    InitiateMultipartUpload,
+    /// PUT ?partNumber&uploadId
+    UploadPart,
+    /// PUT ?partNumber&uploadId with x-oss-copy-source
+    UploadPartCopy,
+    /// POST ?uploadId
+    CompleteMultipartUpload,
+    /// DELETE ?uploadId
+    AbortMultipartUpload,
+    /// GET ?uploadId
+    ListParts,
+    /// GET bucket ?uploads
+    ListMultipartUploads,
+    /// PUT object
+    PutObject,
+    /// GET object
+    GetObject,
+    /// HEAD object
+    HeadObject,
+    /// DELETE object
+    DeleteObject,
+}
+
+/// What an injected fault does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Answer this status with this error code (and `Retry-After` seconds), without doing anything.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// OSS error code.
+        code: String,
+        /// `Retry-After` in seconds.
+        retry_after: Option<u64>,
+    },
+    /// Read this many body bytes, then drop the connection without an answer.
+    ResetMidBody {
+        /// Bytes read before the reset.
+        after: usize,
+    },
+    /// Do the operation, then drop the connection without an answer (a lost response).
+    LoseResponse,
+    /// Wait this long before handling the request.
+    Delay(Duration),
+}
+
+/// A fault: which requests it hits, how often, and what it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The operation it applies to (`None`: every operation).
+    pub operation: Option<Operation>,
+    /// The part number it applies to (`None`: every part).
+    pub part_number: Option<u32>,
+    /// How many requests it hits before it is spent.
+    pub times: u32,
+    /// What it does.
+    pub action: FaultAction,
+}
+
+/// One request as the emulator saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoggedRequest {
+    /// Method.
+    pub method: String,
+    /// Bucket, if any.
+    pub bucket: Option<String>,
+    /// Key, decoded, if any.
+    pub key: Option<String>,
+    /// The operation, when recognised.
+    pub operation: Option<Operation>,
+    /// Part number, for part uploads.
+    pub part_number: Option<u32>,
+    /// Body bytes received.
+    pub body_len: u64,
+    /// Status answered (0 when the connection was dropped).
+    pub status: u16,
+    /// Error code answered, if any.
+    pub error_code: Option<String>,
+    /// The access key whose signature checked out.
+    pub access_key_id: Option<String>,
+}
+
+/// How an emulator starts.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Region ID that V4 signatures must name.
+    pub region: String,
+    /// Access keys and their secrets.
+    pub keys: Vec<(String, String)>,
+    /// Buckets that exist.
+    pub buckets: Vec<String>,
+    /// Keep objects and parts as files here instead of in memory.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            region: "cn-hangzhou".into(),
+            keys: vec![("emulator-access-key".into(), "emulator-secret-key".into())],
+            buckets: vec!["bucket".into()],
+            data_dir: None,
+        }
+    }
+}
+
+/// An error answer, built by the handlers and the signature checks.
+#[derive(Clone, Debug)]
+pub(crate) struct OssFault {
+    status: u16,
+    code: String,
+    message: String,
+    ec: Option<String>,
+    extra: Vec<(String, String)>,
+    retry_after: Option<u64>,
+}
+
+impl OssFault {
+    pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
+        Self { status, code: code.into(), message: message.into(), ec: None, extra: Vec::new(), retry_after: None }
+    }
+
+    pub(crate) fn ec(mut self, ec: &str) -> Self {
+        self.ec = Some(ec.into());
+        self
+    }
+
+    pub(crate) fn extra(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.into(), value.into()));
+        self
+    }
+
+    fn no_such_upload(upload_id: &str) -> Self {
+        Self::new(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
+            .ec("0017-00000244")
+            .extra("UploadId", upload_id)
+    }
+
+    fn invalid_argument(message: &str, name: &str, value: &str, ec: &str) -> Self {
+        Self::new(400, "InvalidArgument", message).ec(ec).extra("ArgumentName", name).extra("ArgumentValue", value)
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[derive(Clone, Debug)]
+enum Blob {
+    Memory(Bytes),
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+struct StoredPart {
+    blob: Blob,
+    len: u64,
+    md5: [u8; 16],
+    crc: u64,
+    last_modified: String,
+}
+
+#[derive(Debug)]
+struct UploadRec {
+    bucket: String,
+    key: String,
+    initiated: String,
+    parts: BTreeMap<u32, StoredPart>,
+}
+
+#[derive(Clone, Debug)]
+struct Object {
+    blob: Blob,
+    len: u64,
+    etag: String,
+    crc: u64,
+    content_type: Option<String>,
+    last_modified: String,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    objects: BTreeMap<(String, String), Object>,
+    uploads: BTreeMap<String, UploadRec>,
+    faults: Vec<Fault>,
+    log: Vec<LoggedRequest>,
+    counter: u64,
+}
+
+struct Shared {
+    config: EmulatorConfig,
+    keys: HashMap<String, String>,
+    store: Mutex<Store>,
+}
+
+impl Shared {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("region", &self.shared.config.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
+}
+
+impl Emulator {
+    /// Starts an emulator on the current tokio runtime.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
+        if let Some(dir) = &config.data_dir {
+            for b in &config.buckets {
+                std::fs::create_dir_all(dir.join(b))?;
+            }
+            std::fs::create_dir_all(dir.join(".uploads"))?;
+        }
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let keys = config.keys.iter().cloned().collect();
+        let shared = Arc::new(Shared { config, keys, store: Mutex::new(Store::default()) });
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let shared = server.clone();
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                        });
+                    }
+                }
+            }
+        });
+        Ok(Self { addr, shared, stop: Some(stop) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint to give a client: `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The region ID V4 signatures must name.
+    pub fn region(&self) -> &str {
+        &self.shared.config.region
+    }
+
+    /// The first access key and secret.
+    pub fn credentials(&self) -> Credentials {
+        let (ak, sk) = self.shared.config.keys.first().cloned().unwrap_or_default();
+        Credentials::new(ak, sk)
+    }
+
+    /// A client configuration for this emulator (path style, V4, its region and first key).
+    pub fn client_config(&self) -> crate::Config {
+        let mut c = crate::Config::new(&self.endpoint(), self.credentials()).unwrap_or_else(|_| unreachable_config());
+        c.region = Some(self.shared.config.region.clone());
+        c
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.store().faults.push(fault);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.store().log.clone()
+    }
+
+    /// The bytes of an object, if it exists.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Bytes> {
+        let object = self.shared.store().objects.get(&(bucket.to_owned(), key.to_owned())).cloned()?;
+        read_blob(&object.blob).ok()
+    }
+
+    /// The unfinished uploads: (bucket, key, upload id, part numbers).
+    pub fn uploads(&self) -> Vec<(String, String, String, Vec<u32>)> {
+        self.shared
+            .store()
+            .uploads
+            .iter()
+            .map(|(id, u)| (u.bucket.clone(), u.key.clone(), id.clone(), u.parts.keys().copied().collect()))
+            .collect()
+    }
+}
+
+fn unreachable_config() -> crate::Config {
+    // `Emulator::endpoint` is always a valid http URL; this keeps `client_config` total.
+    crate::Config {
+        scheme: "http".into(),
+        host: "127.0.0.1".into(),
+        port: None,
+        addressing: crate::Addressing::Path,
+        region: None,
+        credentials: Credentials::new("", ""),
+        signature_version: crate::SignatureVersion::V4,
+        retry: upload_core::RetryPolicy::default(),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+fn read_blob(blob: &Blob) -> std::io::Result<Bytes> {
+    match blob {
+        Blob::Memory(b) => Ok(b.clone()),
+        Blob::File(p) => std::fs::read(p).map(Bytes::from),
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// Dropping the connection without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Parsed routing facts of a request.
+struct Route {
+    bucket: Option<String>,
+    key: Option<String>,
+    query: Vec<(String, String)>,
+    host: String,
+}
+
+fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let hostname =
+        host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
+    let query = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (decode(n), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect();
+    let path = req.uri().path();
+    let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
+        hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
+    });
+    let (bucket, key) = match virtual_bucket {
+        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty()).map(decode)),
+        None => {
+            let rest = path.strip_prefix('/').unwrap_or(path);
+            match rest.split_once('/') {
+                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then(|| decode(k))),
+                None if !rest.is_empty() => (Some(decode(rest)), None),
+                None => (None, None),
+            }
+        }
+    };
+    Route { bucket, key, query, host }
+}
+
+fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Operation> {
+    let has = |n: &str| route.query.iter().any(|(q, _)| q == n);
+    let op = match (method.as_str(), route.key.is_some()) {
+        ("POST", true) if has("uploads") => Operation::InitiateMultipartUpload,
+        ("POST", true) if has("uploadId") => Operation::CompleteMultipartUpload,
+        ("PUT", true) if has("uploadId") || has("partNumber") => {
+            if copy {
+                Operation::UploadPartCopy
+            } else {
+                Operation::UploadPart
+            }
+        }
+        ("DELETE", true) if has("uploadId") => Operation::AbortMultipartUpload,
+        ("GET", true) if has("uploadId") => Operation::ListParts,
+        ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
+        ("PUT", true) => Operation::PutObject,
+        ("GET", true) => Operation::GetObject,
+        ("HEAD", true) => Operation::HeadObject,
+        ("DELETE", true) => Operation::DeleteObject,
+        _ => return None,
+    };
+    Some(op)
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    let route = route(&shared, &req);
+    let method = req.method().clone();
+    let copy = req.headers().contains_key("x-oss-copy-source");
+    let operation = operation_of(&method, &route, copy);
+    let part_number = route.query.iter().find(|(n, _)| n == "partNumber").and_then(|(_, v)| v.parse().ok());
+    let mut entry = LoggedRequest {
+        method: method.to_string(),
+        bucket: route.bucket.clone(),
+        key: route.key.clone(),
+        operation,
+        part_number,
+        body_len: 0,
+        status: 0,
+        error_code: None,
+        access_key_id: None,
+    };
+
+    // An injected fault that applies, if any (spent as it is used).
+    let fault = {
+        let mut store = shared.store();
+        let found = store.faults.iter().position(|f| {
+            f.times > 0
+                && (f.operation.is_none() || f.operation == operation)
+                && (f.part_number.is_none() || f.part_number == part_number)
+        });
+        found.map(|i| {
+            store.faults[i].times -= 1;
+            store.faults[i].action.clone()
+        })
+    };
+
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let mut body = req.into_body();
+    let mut received = BytesMut::new();
+    let reset_after = match &fault {
+        Some(FaultAction::ResetMidBody { after }) => Some(*after),
+        _ => None,
+    };
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            received.extend_from_slice(&data);
+        }
+        if reset_after.is_some_and(|n| received.len() >= n) {
+            entry.body_len = received.len() as u64;
+            shared.store().log.push(entry);
+            return Err(Dropped);
+        }
+    }
+    let body = received.freeze();
+    entry.body_len = body.len() as u64;
+
+    let signable = SignableRequest {
+        method: method.to_string(),
+        bucket: route.bucket.clone(),
+        key: route.key.clone(),
+        query: route.query.clone(),
+        headers: headers.clone(),
+    };
+    let mut signer = None;
+    let result: Result<Reply, OssFault> = async {
+        match &fault {
+            Some(FaultAction::Error { status, code, retry_after }) => {
+                let mut f = OssFault::new(*status, code, "Injected by the emulator.");
+                f.retry_after = *retry_after;
+                return Err(f);
+            }
+            Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
+            _ => {}
+        }
+        signer = Some(auth::verify(&signable, &shared.keys, &shared.config.region, SystemTime::now())?.0);
+        let op = operation
+            .ok_or_else(|| OssFault::new(400, "InvalidArgument", "This request is not supported by the emulator."))?;
+        let bucket = route.bucket.clone().unwrap_or_default();
+        if !shared.config.buckets.contains(&bucket) {
+            return Err(OssFault::new(404, "NoSuchBucket", "The specified bucket does not exist.")
+                .ec("0015-00000101")
+                .extra("BucketName", &bucket));
+        }
+        let ctx = Ctx {
+            shared: &shared,
+            bucket,
+            key: route.key.clone().unwrap_or_default(),
+            query: &route.query,
+            headers: &signable,
+            body,
+        };
+        dispatch(op, &ctx)
+    }
+    .await;
+
+    let request_id = {
+        let mut store = shared.store();
+        store.counter += 1;
+        format!("{:024X}", 0x5E0_0000_0000_u64 + store.counter)
+    };
+    let mut reply = match result {
+        Ok(r) => r,
+        Err(f) => {
+            entry.error_code = Some(f.code.clone());
+            error_reply(&f, &request_id, &route.host, method == hyper::Method::HEAD)
+        }
+    };
+    let headers = reply.headers_mut();
+    headers.insert(
+        "x-oss-request-id",
+        request_id.parse().unwrap_or_else(|_| hyper::header::HeaderValue::from_static("0")),
+    );
+    headers.insert("server", hyper::header::HeaderValue::from_static("AliyunOSS"));
+    if let Ok(date) = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string().parse() {
+        headers.insert("date", date);
+    }
+    entry.status = reply.status().as_u16();
+    entry.access_key_id = signer;
+    let lose = matches!(fault, Some(FaultAction::LoseResponse));
+    if lose {
+        entry.status = 0;
+    }
+    shared.store().log.push(entry);
+    if lose {
+        return Err(Dropped);
+    }
+    Ok(reply)
+}
+
+fn error_reply(f: &OssFault, request_id: &str, host: &str, head: bool) -> Reply {
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>{}</Code>\n  <Message>{}</Message>\n  <RequestId>{}</RequestId>\n  <HostId>{}</HostId>\n",
+        xml_escape(&f.code),
+        xml_escape(&f.message),
+        request_id,
+        xml_escape(host)
+    );
+    for (n, v) in &f.extra {
+        xml.push_str(&format!("  <{n}>{}</{n}>\n", xml_escape(v)));
+    }
+    if let Some(ec) = &f.ec {
+        xml.push_str(&format!(
+            "  <EC>{ec}</EC>\n  <RecommendDoc>https://api.aliyun.com/troubleshoot?q={ec}</RecommendDoc>\n"
+        ));
+    }
+    xml.push_str("</Error>\n");
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/xml");
+    if let Some(ec) = &f.ec {
+        builder = builder.header("x-oss-ec", ec.as_str());
+    }
+    if let Some(s) = f.retry_after {
+        builder = builder.header("retry-after", s.to_string());
+    }
+    let body = if head {
+        builder = builder.header("x-oss-err", STANDARD.encode(xml.as_bytes()));
+        Bytes::new()
+    } else {
+        Bytes::from(xml)
+    };
+    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+struct Ctx<'a> {
+    shared: &'a Shared,
+    bucket: String,
+    key: String,
+    query: &'a [(String, String)],
+    headers: &'a SignableRequest,
+    body: Bytes,
+}
+
+impl Ctx<'_> {
+    fn q(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn encode_url(&self) -> bool {
+        self.q("encoding-type") == Some("url")
+    }
+
+    fn name(&self, s: &str) -> String {
+        if self.encode_url() { crate::signing::uri_encode(s, false) } else { s.to_owned() }
+    }
+
+    fn upload_id(&self) -> &str {
+        self.q("uploadId").unwrap_or_default()
+    }
+}
+
+fn ok_xml<T: Serialize>(doc: &T) -> Result<Reply, OssFault> {
+    let xml = quick_xml::se::to_string(doc).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{xml}"))))
+        .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))
+}
+
+fn empty(status: u16) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r
+}
+
+fn etag_of(md5: &[u8; 16]) -> String {
+    format!("\"{}\"", hex(md5).to_ascii_uppercase())
+}
+
+fn dispatch(op: Operation, ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    match op {
+        Operation::InitiateMultipartUpload => initiate(ctx),
+        Operation::UploadPart => upload_part(ctx),
+        Operation::UploadPartCopy => upload_part_copy(ctx),
+        Operation::CompleteMultipartUpload => complete(ctx),
+        Operation::AbortMultipartUpload => abort(ctx),
+        Operation::ListParts => list_parts(ctx),
+        Operation::ListMultipartUploads => list_uploads(ctx),
+        Operation::PutObject => put_object(ctx),
+        Operation::GetObject | Operation::HeadObject => get_object(ctx, op == Operation::HeadObject),
+        Operation::DeleteObject => {
+            ctx.shared.store().objects.remove(&(ctx.bucket.clone(), ctx.key.clone()));
+            Ok(empty(204))
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<(), OssFault> {
+    if key.is_empty() || key.len() > 1023 || key.starts_with('/') || key.starts_with('\\') {
+        return Err(OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"));
+    }
+    Ok(())
+}
+
+fn initiate(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    check_key(&ctx.key)?;
+    let upload_id = {
+        let mut store = ctx.shared.store();
+        store.counter += 1;
+        let id = hex(&Digests::compute(Hashes::MD5, format!("{}{}{}", ctx.bucket, ctx.key, store.counter).as_bytes())
+            .md5
+            .unwrap_or_default())
+        .to_ascii_uppercase();
+        store.uploads.insert(
+            id.clone(),
+            UploadRec {
+                bucket: ctx.bucket.clone(),
+                key: ctx.key.clone(),
+                initiated: now_iso(),
+                parts: BTreeMap::new(),
+            },
+        );
+        id
+    };
+    ok_xml(&InitiateMultipartUploadResult {
+        bucket: ctx.bucket.clone(),
+        key: ctx.name(&ctx.key),
+        upload_id,
+        encoding_type: ctx.encode_url().then(|| "url".to_owned()),
+    })
+}
+
+fn part_number(ctx: &Ctx<'_>) -> Result<u32, OssFault> {
+    let Some(raw) = ctx.q("partNumber") else {
+        return Err(OssFault::invalid_argument(
+            "Unexpected query string parameter.",
+            "ResourceType",
+            "partNumber",
+            "0017-00000219",
+        ));
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(OssFault::invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive.",
+            "PartNumber",
+            raw,
+            "0017-00000220",
+        )),
+    }
+}
+
+fn check_upload(store: &Store, ctx: &Ctx<'_>) -> Result<(), OssFault> {
+    match store.uploads.get(ctx.upload_id()) {
+        Some(u) if u.bucket == ctx.bucket && u.key == ctx.key => Ok(()),
+        _ => Err(OssFault::no_such_upload(ctx.upload_id())),
+    }
+}
+
+fn store_blob(ctx: &Ctx<'_>, name: &str, bytes: &Bytes) -> Result<Blob, OssFault> {
+    match &ctx.shared.config.data_dir {
+        None => Ok(Blob::Memory(bytes.clone())),
+        Some(dir) => {
+            let path = dir.join(".uploads").join(name);
+            std::fs::write(&path, bytes).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+            Ok(Blob::File(path))
+        }
+    }
+}
+
+fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Result<StoredPart, OssFault> {
+    const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+    if bytes.len() as u64 > MAX_PART {
+        return Err(OssFault::new(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."));
+    }
+    let d = Digests::compute(Hashes::MD5 | Hashes::CRC64, &bytes);
+    let md5 = d.md5.unwrap_or_default();
+    if let Some(given) = ctx.headers.header_value("content-md5").filter(|_| check_md5) {
+        match STANDARD.decode(given.trim()) {
+            Ok(g) if g.len() == 16 => {
+                if g != md5 {
+                    return Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified was invalid.")
+                        .ec("0017-00000503"));
+                }
+            }
+            _ => {
+                return Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified is not valid.")
+                    .ec("0017-00000502"));
+            }
+        }
+    }
+    let blob = store_blob(ctx, &format!("{}-{number}", ctx.upload_id()), &bytes)?;
+    Ok(StoredPart { blob, len: bytes.len() as u64, md5, crc: d.crc64.unwrap_or_default(), last_modified: now_iso() })
+}
+
+fn part_reply(part: &StoredPart) -> Result<Reply, OssFault> {
+    Response::builder()
+        .status(200)
+        .header("etag", etag_of(&part.md5))
+        .header("x-oss-hash-crc64ecma", part.crc.to_string())
+        .header("content-md5", STANDARD.encode(part.md5))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))
+}
+
+fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    let number = part_number(ctx)?;
+    check_upload(&ctx.shared.store(), ctx)?;
+    let part = save_part(ctx, number, ctx.body.clone(), true)?;
+    let mut store = ctx.shared.store();
+    // Checked again: the upload may have been completed or aborted meanwhile.
+    check_upload(&store, ctx)?;
+    if let Some(u) = store.uploads.get_mut(ctx.upload_id()) {
+        u.parts.insert(number, part.clone());
+    }
+    part_reply(&part)
+}
+
+fn upload_part_copy(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    let number = part_number(ctx)?;
+    check_upload(&ctx.shared.store(), ctx)?;
+    let source = ctx.headers.header_value("x-oss-copy-source").unwrap_or_default();
+    let source = decode(source.split('?').next().unwrap_or_default());
+    let (src_bucket, src_key) = source
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(|| OssFault::new(400, "InvalidArgument", "x-oss-copy-source is invalid."))?;
+    let object = ctx
+        .shared
+        .store()
+        .objects
+        .get(&(src_bucket.to_owned(), src_key.to_owned()))
+        .cloned()
+        .ok_or_else(|| OssFault::new(404, "NoSuchKey", "The specified key does not exist."))?;
+    let bytes = read_blob(&object.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+    let bytes = match ctx.headers.header_value("x-oss-copy-source-range") {
+        Some(range) => {
+            let (a, b) = range
+                .strip_prefix("bytes=")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .filter(|(a, b)| a <= b && *b < bytes.len())
+                .ok_or_else(|| OssFault::new(416, "InvalidRange", "The requested range is not satisfiable."))?;
+            bytes.slice(a..=b)
+        }
+        None => bytes,
+    };
+    let part = save_part(ctx, number, bytes, false)?;
+    {
+        let mut store = ctx.shared.store();
+        check_upload(&store, ctx)?;
+        if let Some(u) = store.uploads.get_mut(ctx.upload_id()) {
+            u.parts.insert(number, part.clone());
+        }
+    }
+    ok_xml(&CopyPartResult { last_modified: part.last_modified.clone(), etag: etag_of(&part.md5) })
+}
+
+fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    const MIN_PART: u64 = 100 * 1024;
+    let all = ctx.headers.header_value("x-oss-complete-all").is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+    let mut store = ctx.shared.store();
+    check_upload(&store, ctx)?;
+    let upload = store.uploads.get(ctx.upload_id()).ok_or_else(|| OssFault::no_such_upload(ctx.upload_id()))?;
+    let listed: Vec<CompletePart> = if all {
+        if !ctx.body.is_empty() {
+            return Err(OssFault::invalid_argument(
+                "Should not speficy both complete all header and http body.",
+                "x-oss-complete-all",
+                "yes",
+                "0042-00000216",
+            ));
+        }
+        upload.parts.iter().map(|(n, p)| CompletePart { part_number: *n, etag: etag_of(&p.md5) }).collect()
+    } else {
+        let text = std::str::from_utf8(&ctx.body).unwrap_or_default();
+        let doc: CompleteMultipartUpload = quick_xml::de::from_str(text).map_err(|_| {
+            OssFault::new(
+                400,
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against our published schema.",
+            )
+            .ec("0042-00000205")
+        })?;
+        if doc.parts.is_empty() {
+            return Err(OssFault::new(
+                400,
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against our published schema.",
+            )
+            .ec("0042-00000205"));
+        }
+        doc.parts
+    };
+    if listed.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(OssFault::new(
+            400,
+            "InvalidPartOrder",
+            "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+        )
+        .ec("0042-00000209"));
+    }
+    let mut parts = Vec::with_capacity(listed.len());
+    for (i, p) in listed.iter().enumerate() {
+        let stored = upload.parts.get(&p.part_number).filter(|s| etag_of(&s.md5).eq_ignore_ascii_case(p.etag.trim()));
+        let Some(stored) = stored else {
+            return Err(OssFault::new(400, "InvalidPart", "One or more of the specified parts could not be found or the specified entity tag might not have matched the part's entity tag.")
+                .ec("0042-00000204")
+                .extra("ETag", &p.etag)
+                .extra("PartNumber", &p.part_number.to_string())
+                .extra("UploadId", ctx.upload_id()));
+        };
+        if i + 1 < listed.len() && stored.len < MIN_PART {
+            return Err(OssFault::new(
+                400,
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed size.",
+            )
+            .ec("0042-00000213")
+            .extra("PartNumber", &p.part_number.to_string()));
+        }
+        parts.push(stored.clone());
+    }
+    let mut crc = Crc64::default();
+    let mut md5s = Vec::with_capacity(parts.len() * 16);
+    let mut whole = BytesMut::new();
+    for p in &parts {
+        crc.append(Crc64 { crc: p.crc, len: p.len });
+        md5s.extend_from_slice(&p.md5);
+    }
+    let etag = format!(
+        "\"{}-{}\"",
+        hex(&Digests::compute(Hashes::MD5, &md5s).md5.unwrap_or_default()).to_ascii_uppercase(),
+        parts.len()
+    );
+    let blob = match &ctx.shared.config.data_dir {
+        None => {
+            for p in &parts {
+                whole.extend_from_slice(
+                    &read_blob(&p.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?,
+                );
+            }
+            Blob::Memory(whole.freeze())
+        }
+        Some(dir) => {
+            let path = dir.join(&ctx.bucket).join(&ctx.key);
+            let write = || -> std::io::Result<()> {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mut out = std::fs::File::create(&path)?;
+                for p in &parts {
+                    std::io::Write::write_all(&mut out, &read_blob(&p.blob)?)?;
+                }
+                Ok(())
+            };
+            write().map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+            Blob::File(path)
+        }
+    };
+    if let Some(u) = store.uploads.remove(ctx.upload_id()) {
+        for p in u.parts.values() {
+            if let Blob::File(path) = &p.blob {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    store.objects.insert(
+        (ctx.bucket.clone(), ctx.key.clone()),
+        Object { blob, len: crc.len, etag: etag.clone(), crc: crc.crc, content_type: None, last_modified: now_iso() },
+    );
+    drop(store);
+    let mut reply = ok_xml(&CompleteMultipartUploadResult {
+        encoding_type: ctx.encode_url().then(|| "url".to_owned()),
+        location: format!("http://{}/{}", ctx.bucket, ctx.key),
+        bucket: ctx.bucket.clone(),
+        key: ctx.name(&ctx.key),
+        etag,
+    })?;
+    if let Ok(v) = crc.crc.to_string().parse() {
+        reply.headers_mut().insert("x-oss-hash-crc64ecma", v);
+    }
+    Ok(reply)
+}
+
+fn abort(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    let mut store = ctx.shared.store();
+    check_upload(&store, ctx)?;
+    if let Some(u) = store.uploads.remove(ctx.upload_id()) {
+        for p in u.parts.values() {
+            if let Blob::File(path) = &p.blob {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    Ok(empty(204))
+}
+
+fn bounded(ctx: &Ctx<'_>, name: &str, default: u32) -> Result<u32, OssFault> {
+    match ctx.q(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(OssFault::invalid_argument(
+                &format!("Argument {name} must be between 1 and 1000."),
+                name,
+                v,
+                "0017-00000301",
+            )),
+        },
+    }
+}
+
+fn list_parts(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    let max = bounded(ctx, "max-parts", 1000)?;
+    let marker: u32 = ctx.q("part-number-marker").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let store = ctx.shared.store();
+    check_upload(&store, ctx)?;
+    let upload = store.uploads.get(ctx.upload_id()).ok_or_else(|| OssFault::no_such_upload(ctx.upload_id()))?;
+    let after: Vec<(&u32, &StoredPart)> = upload.parts.range(marker + 1..).collect();
+    let page: Vec<PartSummary> = after
+        .iter()
+        .take(max as usize)
+        .map(|(n, p)| PartSummary {
+            part_number: **n,
+            last_modified: p.last_modified.clone(),
+            etag: etag_of(&p.md5),
+            hash_crc64ecma: Some(p.crc),
+            size: p.len,
+        })
+        .collect();
+    let truncated = after.len() > page.len();
+    ok_xml(&ListPartsResult {
+        bucket: ctx.bucket.clone(),
+        key: ctx.name(&ctx.key),
+        upload_id: ctx.upload_id().to_owned(),
+        encoding_type: ctx.encode_url().then(|| "url".to_owned()),
+        part_number_marker: Some(marker),
+        next_part_number_marker: page.last().map(|p| p.part_number),
+        max_parts: Some(max),
+        is_truncated: truncated,
+        storage_class: Some("Standard".into()),
+        parts: page,
+    })
+}
+
+fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    let max = bounded(ctx, "max-uploads", 1000)? as usize;
+    let prefix = ctx.q("prefix").unwrap_or_default().to_owned();
+    let delimiter = ctx.q("delimiter").filter(|d| !d.is_empty()).map(str::to_owned);
+    let key_marker = ctx.q("key-marker").unwrap_or_default().to_owned();
+    let id_marker = ctx.q("upload-id-marker").filter(|_| !key_marker.is_empty()).unwrap_or_default().to_owned();
+    let store = ctx.shared.store();
+    let mut all: Vec<(&String, &UploadRec)> = store
+        .uploads
+        .iter()
+        .filter(|(_, u)| u.bucket == ctx.bucket && u.key.starts_with(&prefix))
+        .filter(|(id, u)| u.key > key_marker || (u.key == key_marker && !id_marker.is_empty() && **id > id_marker))
+        .collect();
+    all.sort_by(|a, b| (&a.1.key, a.0).cmp(&(&b.1.key, b.0)));
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut last: Option<(String, String)> = None;
+    for (id, u) in all {
+        if uploads.len() + prefixes.len() >= max {
+            truncated = true;
+            break;
+        }
+        if let Some(d) = &delimiter
+            && let Some(pos) = u.key[prefix.len()..].find(d.as_str())
+        {
+            let common = u.key[..prefix.len() + pos + d.len()].to_owned();
+            if !prefixes.contains(&common) {
+                prefixes.push(common);
+            }
+            last = Some((u.key.clone(), id.clone()));
+            continue;
+        }
+        uploads.push(MultipartUpload {
+            key: ctx.name(&u.key),
+            upload_id: id.clone(),
+            initiated: u.initiated.clone(),
+            storage_class: Some("Standard".into()),
+        });
+        last = Some((u.key.clone(), id.clone()));
+    }
+    let opt = |s: &str| Some(ctx.name(s));
+    ok_xml(&ListMultipartUploadsResult {
+        bucket: ctx.bucket.clone(),
+        encoding_type: ctx.encode_url().then(|| "url".to_owned()),
+        key_marker: opt(&key_marker),
+        upload_id_marker: Some(id_marker.clone()),
+        next_key_marker: if truncated { last.as_ref().map(|(k, _)| ctx.name(k)) } else { None },
+        next_upload_id_marker: if truncated { last.as_ref().map(|(_, id)| id.clone()) } else { None },
+        delimiter: delimiter.as_deref().map(|d| ctx.name(d)),
+        prefix: opt(&prefix),
+        max_uploads: Some(max as u32),
+        is_truncated: truncated,
+        uploads,
+        common_prefixes: prefixes.into_iter().map(|p| CommonPrefix { prefix: ctx.name(&p) }).collect(),
+    })
+}
+
+fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
+    check_key(&ctx.key)?;
+    let part = save_part(ctx, 0, ctx.body.clone(), true)?;
+    let blob = match (&ctx.shared.config.data_dir, &part.blob) {
+        (Some(dir), Blob::File(tmp)) => {
+            let path = dir.join(&ctx.bucket).join(&ctx.key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+            }
+            std::fs::rename(tmp, &path).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+            Blob::File(path)
+        }
+        (_, b) => b.clone(),
+    };
+    ctx.shared.store().objects.insert(
+        (ctx.bucket.clone(), ctx.key.clone()),
+        Object {
+            blob,
+            len: part.len,
+            etag: etag_of(&part.md5),
+            crc: part.crc,
+            content_type: ctx.headers.header_value("content-type"),
+            last_modified: now_iso(),
+        },
+    );
+    part_reply(&part)
+}
+
+fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Reply, OssFault> {
+    let object = ctx
+        .shared
+        .store()
+        .objects
+        .get(&(ctx.bucket.clone(), ctx.key.clone()))
+        .cloned()
+        .ok_or_else(|| OssFault::new(404, "NoSuchKey", "The specified key does not exist.").ec("0026-00000001"))?;
+    let body = if head {
+        Bytes::new()
+    } else {
+        read_blob(&object.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?
+    };
+    let mut builder = Response::builder()
+        .status(200)
+        .header("etag", object.etag.as_str())
+        .header("x-oss-hash-crc64ecma", object.crc.to_string())
+        .header("last-modified", object.last_modified.as_str())
+        .header("content-length", object.len.to_string());
+    if let Some(t) = &object.content_type {
+        builder = builder.header("content-type", t.as_str());
+    }
+    builder.body(Full::new(body)).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))
+}

@@ -1,0 +1,431 @@
+//! oss-multipart against its emulator over real HTTP: both signature versions, tricky keys,
+//! faults on the wire, lost answers, crashes, step mode, presigned parts, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oss_multipart::emulator::{Emulator, EmulatorConfig, Fault, FaultAction, Operation};
+use oss_multipart::types::{CompletePart, CompleteParts, ListUploadsPage, ObjectOptions};
+use oss_multipart::upload_core::{Event, PlanError, UploadError};
+use oss_multipart::{
+    Client, Credentials, ErrorCode, PartSize, SignatureVersion, Source, Step, UploadOptions, Uploader,
+};
+use tests::fake::{pattern, temp_dir};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+async fn emulator() -> Emulator {
+    Emulator::start(EmulatorConfig::default()).await.unwrap()
+}
+
+fn client(emu: &Emulator, version: SignatureVersion) -> Client {
+    Client::new(emu.client_config().with_signature_version(version)).unwrap()
+}
+
+fn quick_options() -> UploadOptions {
+    UploadOptions {
+        part_size: PartSize::Exact(256 * KIB),
+        retry: oss_multipart::upload_core::RetryPolicy {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            ..Default::default()
+        },
+        ..UploadOptions::default()
+    }
+}
+
+fn successful_part_uploads(emu: &Emulator) -> std::collections::BTreeMap<u32, u32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in emu.requests() {
+        if r.operation == Some(Operation::UploadPart) && r.status == 200 {
+            *counts.entry(r.part_number.unwrap()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_with_v1_and_v4_and_tricky_keys() {
+    let emu = emulator().await;
+    let data = Bytes::from(pattern(MIB as usize + 4321, 1));
+    let keys = [
+        "plain.bin",
+        "with space.bin",
+        "plus+sign",
+        "100%.txt",
+        "tilde~x",
+        "what?",
+        "hash#tag",
+        "dir//twice",
+        "中文/ファイル.bin",
+    ];
+    for version in [SignatureVersion::V1, SignatureVersion::V4] {
+        let uploader = Uploader::new(client(&emu, version)).with_options(quick_options());
+        for key in keys {
+            let mut upload = uploader.upload("bucket", key, Source::bytes(data.clone())).unwrap();
+            let done = upload.run().await.unwrap_or_else(|e| panic!("{version:?} {key:?}: {e}"));
+            assert_eq!(emu.object("bucket", key).unwrap(), data, "{version:?} {key:?}");
+            assert_eq!(done.digests.crc64, Some(oss_multipart::upload_core::hash::crc64::crc64(&data)));
+        }
+    }
+    assert!(emu.uploads().is_empty(), "every upload completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_reset_during_a_part_and_503_with_retry_after() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: Some(2),
+        times: 1,
+        action: FaultAction::ResetMidBody { after: 64 * 1024 },
+    });
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: Some(3),
+        times: 1,
+        action: FaultAction::Error { status: 503, code: "ServiceUnavailable".into(), retry_after: Some(1) },
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = events.clone();
+    let options = UploadOptions {
+        observer: Some(Arc::new(move |ev: &Event| e.lock().unwrap().push(ev.clone()))),
+        ..quick_options()
+    };
+    let data = Bytes::from(pattern(MIB as usize, 2));
+    let uploader = Uploader::new(client(&emu, SignatureVersion::V4)).with_options(options);
+    let done = uploader.upload("bucket", "faults.bin", Source::bytes(data.clone())).unwrap().run().await.unwrap();
+    assert_eq!(emu.object("bucket", "faults.bin").unwrap(), data);
+    assert!(done.report.part_retries >= 2, "{:?}", done.report);
+    let delays: Vec<Duration> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::PartRetrying { number: 3, delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [Duration::from_secs(1)], "Retry-After: 1 was honoured");
+    let reset = emu.requests().iter().any(|r| r.part_number == Some(2) && r.status == 0);
+    assert!(reset, "the reset happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_complete_answer_is_checked_with_head_object() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::CompleteMultipartUpload),
+        part_number: None,
+        times: 1,
+        action: FaultAction::LoseResponse,
+    });
+    let data = Bytes::from(pattern(700 * KIB as usize, 3));
+    let uploader = Uploader::new(client(&emu, SignatureVersion::V4)).with_options(quick_options());
+    let done = uploader.upload("bucket", "lost.bin", Source::bytes(data.clone())).unwrap().run().await.unwrap();
+    assert_eq!(emu.object("bucket", "lost.bin").unwrap(), data);
+    assert_eq!(done.output.crc64, done.digests.crc64);
+    let ops: Vec<(Option<Operation>, u16, Option<String>)> = emu
+        .requests()
+        .into_iter()
+        .map(|r| (r.operation, r.status, r.error_code))
+        .filter(|r| r.0 != Some(Operation::UploadPart))
+        .collect();
+    assert!(ops.contains(&(Some(Operation::CompleteMultipartUpload), 404, Some("NoSuchUpload".into()))), "{ops:?}");
+    assert!(ops.contains(&(Some(Operation::HeadObject), 200, None)), "{ops:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_upload_then_resume_sends_no_stored_part_again() {
+    let emu = emulator().await;
+    let dir = temp_dir("oss-crash");
+    let path = dir.join("source.bin");
+    let data = pattern(3 * MIB as usize + 99, 4);
+    std::fs::write(&path, &data).unwrap();
+    let checkpoint = dir.join("upload.json");
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: None,
+        times: 1000,
+        action: FaultAction::Delay(Duration::from_millis(20)),
+    });
+    let done_parts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let d = done_parts.clone();
+    let options = UploadOptions {
+        checkpoint: Some(checkpoint.clone()),
+        observer: Some(Arc::new(move |ev: &Event| {
+            if matches!(ev, Event::PartDone { .. }) {
+                d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })),
+        ..quick_options()
+    };
+    let uploader = Uploader::new(client(&emu, SignatureVersion::V4)).with_options(options.clone());
+    {
+        let mut upload = uploader.upload("bucket", "crash.bin", Source::file(&path).unwrap()).unwrap();
+        tokio::select! {
+            r = upload.run() => panic!("should be interrupted: {r:?}"),
+            _ = async { while done_parts.load(std::sync::atomic::Ordering::SeqCst) < 5 { tokio::time::sleep(Duration::from_millis(2)).await } } => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(checkpoint.exists());
+    // A fresh client in a "new process" resumes from the checkpoint file.
+    let uploader =
+        Uploader::new(client(&emu, SignatureVersion::V4)).with_options(UploadOptions { observer: None, ..options });
+    let mut upload = uploader.upload("bucket", "crash.bin", Source::file(&path).unwrap()).unwrap();
+    upload.run().await.unwrap();
+    assert_eq!(emu.object("bucket", "crash.bin").unwrap(), data);
+    let counts = successful_part_uploads(&emu);
+    assert_eq!(counts.len(), 13);
+    assert!(counts.values().all(|&n| n == 1), "no stored part was sent twice: {counts:?}");
+    assert!(!checkpoint.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_mode_in_one_second_budgets_across_fresh_clients() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: None,
+        times: 1000,
+        action: FaultAction::Delay(Duration::from_millis(150)),
+    });
+    let dir = temp_dir("oss-steps");
+    let path = dir.join("source.bin");
+    let data = pattern(8 * MIB as usize, 5);
+    std::fs::write(&path, &data).unwrap();
+    let mut saved: Option<String> = None;
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        assert!(steps < 60);
+        // Every step is a new request handler: a new client, the state from storage.
+        let uploader = Uploader::new(client(&emu, SignatureVersion::V4)).with_options(quick_options());
+        let source = Source::file(&path).unwrap();
+        let mut upload = match &saved {
+            None => uploader.upload("bucket", "steps.bin", source).unwrap(),
+            Some(json) => uploader.resume("bucket", "steps.bin", source, serde_json::from_str(json).unwrap()),
+        };
+        match upload.step(Duration::from_secs(1)).await.unwrap() {
+            Step::Done(_) => break,
+            Step::Pending { .. } => saved = Some(serde_json::to_string(&upload.into_state().unwrap()).unwrap()),
+        }
+    }
+    assert!(steps >= 2, "{steps} steps");
+    assert_eq!(emu.object("bucket", "steps.bin").unwrap(), data);
+    assert!(successful_part_uploads(&emu).values().all(|&n| n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_parts_are_sent_without_the_secret() {
+    let emu = emulator().await;
+    for version in [SignatureVersion::V1, SignatureVersion::V4] {
+        let backend = client(&emu, version);
+        let key = format!("browser {version:?}+.bin");
+        let upload = backend.initiate_multipart_upload("bucket", &key, &ObjectOptions::default()).await.unwrap();
+        let data = Bytes::from(pattern(300 * KIB as usize, 6));
+        // The "browser": a client whose credentials are wrong, sending only what it was given.
+        let browser = Client::new(emu.client_config().with_signature_version(version)).unwrap();
+        let mut parts = Vec::new();
+        for (i, chunk) in data.chunks(150 * KIB as usize).enumerate() {
+            let n = i as u32 + 1;
+            let md5 = oss_multipart::upload_core::Digests::compute(oss_multipart::upload_core::Hashes::MD5, chunk)
+                .md5_base64();
+            let presigned = backend
+                .presign_upload_part("bucket", &key, &upload.upload_id, n, md5.as_deref(), Duration::from_secs(300))
+                .unwrap();
+            let headers = browser.send_presigned(&presigned, Bytes::copy_from_slice(chunk)).await.unwrap();
+            let etag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+            parts.push(CompletePart { part_number: n, etag });
+        }
+        backend
+            .complete_multipart_upload("bucket", &key, &upload.upload_id, &CompleteParts::List(parts))
+            .await
+            .unwrap();
+        assert_eq!(emu.object("bucket", &key).unwrap(), data, "{version:?}");
+    }
+    // A tampered URL is refused with OSS's code.
+    let backend = client(&emu, SignatureVersion::V4);
+    let mut presigned = backend.presign("GET", "bucket", "whatever", &[], &[], Duration::from_secs(60)).unwrap();
+    let tampered = presigned.url.expose().replace("whatever", "other");
+    presigned.url = oss_multipart::upload_core::Secret::new(tampered);
+    let err = backend.send_presigned(&presigned, Bytes::new()).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::SignatureDoesNotMatch));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_get_oss_codes_and_the_string_to_sign() {
+    let emu = emulator().await;
+    let mut unknown = emu.client_config();
+    unknown.credentials = Credentials::new("nobody", "x");
+    let err = Client::new(unknown)
+        .unwrap()
+        .initiate_multipart_upload("bucket", "k", &ObjectOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidAccessKeyId));
+
+    for version in [SignatureVersion::V1, SignatureVersion::V4] {
+        let mut wrong = emu.client_config().with_signature_version(version);
+        wrong.credentials = Credentials::new(emu.credentials().access_key_id, "wrong-secret");
+        let err = Client::new(wrong)
+            .unwrap()
+            .initiate_multipart_upload("bucket", "k", &ObjectOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&ErrorCode::SignatureDoesNotMatch), "{version:?}");
+        let text = err.to_string();
+        assert!(text.contains("the server signed"), "{text}");
+        assert!(!text.contains("wrong-secret"), "the secret never appears: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_any_request() {
+    let emu = emulator().await;
+    let data = Bytes::from(vec![7u8; 2 * MIB as usize]);
+    let c = client(&emu, SignatureVersion::V4);
+    let with_size = |size| {
+        Uploader::new(c.clone()).with_options(UploadOptions { part_size: PartSize::Exact(size), ..quick_options() })
+    };
+    let err = with_size(64 * KIB).upload("bucket", "k", Source::bytes(data.clone())).unwrap().run().await.unwrap_err();
+    assert_eq!(err.to_string(), "part size 64 KiB is below OSS's minimum of 100 KiB");
+    let err =
+        with_size(6 * 1024 * MIB).upload("bucket", "k", Source::bytes(data.clone())).unwrap().run().await.unwrap_err();
+    assert_eq!(err.to_string(), "part size 6 GiB is above OSS's maximum of 5 GiB");
+    let big = Source::reader(tokio::io::repeat(0), Some(2000 * MIB));
+    let err = with_size(100 * KIB).upload("bucket", "k", big).unwrap().run().await.unwrap_err();
+    assert!(matches!(err, UploadError::Plan(PlanError::TooManyParts { .. })), "{err}");
+    assert!(err.to_string().contains("more than OSS's limit of 10000"), "{err}");
+    let uploader = Uploader::new(c.clone()).with_options(quick_options());
+    assert!(uploader.upload("bucket", "", Source::bytes(data.clone())).unwrap_err().to_string().contains("empty"));
+    assert!(
+        uploader
+            .upload("bucket", &"k".repeat(1024), Source::bytes(data.clone()))
+            .unwrap_err()
+            .to_string()
+            .contains("1023")
+    );
+    assert!(emu.requests().is_empty(), "no request was sent: {:?}", emu.requests());
+
+    // A checkpoint of another file.
+    let dir = temp_dir("oss-other-file");
+    let (a, b) = (dir.join("a.bin"), dir.join("b.bin"));
+    std::fs::write(&a, pattern(MIB as usize, 7)).unwrap();
+    std::fs::write(&b, pattern(MIB as usize, 8)).unwrap();
+    let checkpoint = dir.join("state.json");
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: Some(2),
+        times: 1,
+        action: FaultAction::Error { status: 403, code: "AccessDenied".into(), retry_after: None },
+    });
+    let uploader =
+        Uploader::new(c).with_options(UploadOptions { checkpoint: Some(checkpoint.clone()), ..quick_options() });
+    uploader.upload("bucket", "cp.bin", Source::file(&a).unwrap()).unwrap().run().await.unwrap_err();
+    let err = uploader.upload("bucket", "cp.bin", Source::file(&b).unwrap()).unwrap().run().await.unwrap_err();
+    assert!(matches!(err, UploadError::SourceChanged(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_rules_and_listing_and_abort() {
+    let emu = emulator().await;
+    let c = client(&emu, SignatureVersion::V4);
+    let up = c.initiate_multipart_upload("bucket", "rules.bin", &ObjectOptions::default()).await.unwrap();
+    let small = Bytes::from(vec![1u8; 50 * 1024]);
+    let p1 = c.upload_part("bucket", "rules.bin", &up.upload_id, 1, small.clone(), None).await.unwrap();
+    let p2 = c.upload_part("bucket", "rules.bin", &up.upload_id, 2, small.clone(), None).await.unwrap();
+    let list = |parts: &[(u32, &str)]| {
+        CompleteParts::List(
+            parts.iter().map(|(n, e)| CompletePart { part_number: *n, etag: (*e).to_owned() }).collect(),
+        )
+    };
+    let err = c
+        .complete_multipart_upload("bucket", "rules.bin", &up.upload_id, &list(&[(2, &p2.etag), (1, &p1.etag)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidPartOrder));
+    let err = c
+        .complete_multipart_upload("bucket", "rules.bin", &up.upload_id, &list(&[(1, &p1.etag), (2, &p2.etag)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::EntityTooSmall));
+    let err =
+        c.complete_multipart_upload("bucket", "rules.bin", &up.upload_id, &list(&[(1, "\"00\"")])).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidPart));
+    let err = c
+        .upload_part("bucket", "rules.bin", &up.upload_id, 3, small.clone(), Some("AAAAAAAAAAAAAAAAAAAAAA=="))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidDigest));
+
+    let listed = c.list_uploads_all().await;
+    assert_eq!(listed, vec!["rules.bin".to_owned()]);
+    let page = c
+        .list_parts(
+            "bucket",
+            "rules.bin",
+            &up.upload_id,
+            &oss_multipart::types::ListPartsPage { max_parts: Some(1), part_number_marker: None },
+        )
+        .await
+        .unwrap();
+    assert!(page.is_truncated);
+    assert_eq!(c.list_all_parts("bucket", "rules.bin", &up.upload_id).await.unwrap().len(), 2);
+
+    // complete-all takes every stored part: the last (part 2) may be small, part 1 may not.
+    let err = c.complete_multipart_upload("bucket", "rules.bin", &up.upload_id, &CompleteParts::All).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::EntityTooSmall));
+    c.abort_multipart_upload("bucket", "rules.bin", &up.upload_id).await.unwrap();
+    let err = c.abort_multipart_upload("bucket", "rules.bin", &up.upload_id).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::NoSuchUpload));
+    assert!(emu.uploads().is_empty());
+
+    let up = c.initiate_multipart_upload("bucket", "all.bin", &ObjectOptions::default()).await.unwrap();
+    let big = Bytes::from(pattern(200 * KIB as usize, 9));
+    c.upload_part("bucket", "all.bin", &up.upload_id, 1, big.clone(), None).await.unwrap();
+    c.upload_part("bucket", "all.bin", &up.upload_id, 2, small.clone(), None).await.unwrap();
+    let out = c.complete_multipart_upload("bucket", "all.bin", &up.upload_id, &CompleteParts::All).await.unwrap();
+    let mut whole = big.to_vec();
+    whole.extend_from_slice(&small);
+    assert_eq!(emu.object("bucket", "all.bin").unwrap(), whole);
+    assert_eq!(out.crc64, Some(oss_multipart::upload_core::hash::crc64::crc64(&whole)));
+    let head = c.head_object("bucket", "all.bin").await.unwrap();
+    assert_eq!((head.len, head.crc64), (whole.len() as u64, out.crc64));
+    let err = c.head_object("bucket", "missing").await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::NoSuchKey));
+}
+
+trait ListAll {
+    async fn list_uploads_all(&self) -> Vec<String>;
+}
+
+impl ListAll for Client {
+    async fn list_uploads_all(&self) -> Vec<String> {
+        let r = self.list_multipart_uploads("bucket", &ListUploadsPage::default()).await.unwrap();
+        r.uploads.into_iter().map(|u| u.key).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_go_in_one_put_and_directory_storage_keeps_plain_files() {
+    let dir = temp_dir("oss-data-dir");
+    let emu = Emulator::start(EmulatorConfig { data_dir: Some(dir.join("data")), ..EmulatorConfig::default() })
+        .await
+        .unwrap();
+    let path = dir.join("small.txt");
+    std::fs::write(&path, b"hello, OSS").unwrap();
+    let uploader = Uploader::new(client(&emu, SignatureVersion::V4));
+    let out = uploader.upload_file("bucket", "notes/small.txt", &path).await.unwrap();
+    assert_eq!(out.parts, 1);
+    assert_eq!(std::fs::read(dir.join("data/bucket/notes/small.txt")).unwrap(), b"hello, OSS");
+    let big = dir.join("big.bin");
+    std::fs::write(&big, pattern(9 * MIB as usize, 10)).unwrap();
+    let out = uploader.upload_file("bucket", "big.bin", &big).await.unwrap();
+    assert_eq!(out.parts, 2);
+    assert_eq!(std::fs::read(dir.join("data/bucket/big.bin")).unwrap(), std::fs::read(&big).unwrap());
+}
