@@ -1,14 +1,16 @@
 //! Project automation: `cargo xtask test | bench | codegen`.
 //!
 //! * `test`: everything CI runs, in the order that fails fastest: rustfmt check, clippy on all
-//!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, and
-//!   the freshness of generated code.
+//!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, the
+//!   freshness of generated code, and the conformance runs of the official vendor SDKs against
+//!   our emulators (in a Python venv that xtask creates).
 //! * `bench [--size MIB] [--rounds N]`: measurements, never assertions.
 //! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
 //!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
 
 mod codegen;
+mod conformance;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,7 +20,7 @@ fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(project_root());
     c
@@ -43,11 +45,11 @@ fn test() -> bool {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]);
     let mut tests = cargo();
-    tests.args(["test", "--workspace", "--locked"]);
+    tests.args(["test", "--workspace", "--all-features", "--locked"]);
     let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings");
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features", "--locked"]).env("RUSTDOCFLAGS", "-D warnings");
     let steps: Vec<(&str, Command)> = vec![("rustfmt", fmt), ("clippy", clippy), ("tests", tests), ("rustdoc", doc)];
     let mut failed = Vec::new();
     for (name, command) in steps {
@@ -62,6 +64,15 @@ fn test() -> bool {
         Err(e) => {
             eprintln!("{e}");
             failed.push("codegen");
+        }
+    }
+    println!("==> conformance of the official SDKs with our emulators");
+    let started = Instant::now();
+    match conformance::run_all(&project_root()) {
+        Ok(()) => println!("<== conformance: ok in {:.1}s", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("{e}");
+            failed.push("conformance");
         }
     }
     if failed.is_empty() {

@@ -275,6 +275,10 @@ fn now_iso() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
 }
 
+fn now_http() -> String {
+    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
 impl Emulator {
     /// Starts an emulator on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
@@ -977,7 +981,7 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
     store.objects.insert(
         (ctx.bucket.clone(), ctx.key.clone()),
-        Object { blob, len: crc.len, etag: etag.clone(), crc: crc.crc, content_type: None, last_modified: now_iso() },
+        Object { blob, len: crc.len, etag: etag.clone(), crc: crc.crc, content_type: None, last_modified: now_http() },
     );
     drop(store);
     let mut reply = ok_xml(&CompleteMultipartUploadResult {
@@ -1046,7 +1050,8 @@ fn list_parts(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
         upload_id: ctx.upload_id().to_owned(),
         encoding_type: ctx.encode_url().then(|| "url".to_owned()),
         part_number_marker: Some(marker),
-        next_part_number_marker: page.last().map(|p| p.part_number),
+        // Always present (the official SDKs require it): the last part listed, or the marker.
+        next_part_number_marker: Some(page.last().map_or(marker, |p| p.part_number)),
         max_parts: Some(max),
         is_truncated: truncated,
         storage_class: Some("Standard".into()),
@@ -1134,7 +1139,7 @@ fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
             etag: etag_of(&part.md5),
             crc: part.crc,
             content_type: ctx.headers.header_value("content-type"),
-            last_modified: now_iso(),
+            last_modified: now_http(),
         },
     );
     part_reply(&part)

@@ -1,0 +1,42 @@
+//! Runs the OSS emulator as a separate process, for other programs (the official SDKs in the
+//! conformance runs, benchmarks, users' own tests).
+//!
+//! Prints one JSON line with everything a client needs (endpoint, region, bucket, credentials),
+//! then serves until its standard input closes.
+//!
+//! ```text
+//! cargo run -p oss-multipart --features emulator --example oss_emulator -- [--listen 127.0.0.1:0] [--data-dir DIR]
+//! ```
+#![allow(clippy::print_stdout)]
+
+use oss_multipart::emulator::{Emulator, EmulatorConfig};
+use tokio::io::AsyncReadExt;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let mut config = EmulatorConfig::default();
+    if let Some(listen) = value("--listen") {
+        config.listen = listen
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--listen: {e}")))?;
+    }
+    config.data_dir = value("--data-dir").map(Into::into);
+    let emulator = Emulator::start(config.clone()).await?;
+    let (access_key_id, access_key_secret) = config.keys.first().cloned().unwrap_or_default();
+    let line = serde_json::json!({
+        "provider": "oss",
+        "endpoint": emulator.endpoint(),
+        "region": emulator.region(),
+        "bucket": config.buckets.first(),
+        "access_key_id": access_key_id,
+        "access_key_secret": access_key_secret,
+    });
+    println!("{line}");
+    // Serve until whoever started us closes our standard input.
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    drop(emulator);
+    Ok(())
+}
