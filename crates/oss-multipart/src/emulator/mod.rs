@@ -16,6 +16,20 @@
 //! * `x-oss-hash-crc64ecma` on parts and objects, ETags as OSS forms them;
 //! * storage in memory or in a directory (objects as plain files, comparable with `cmp`);
 //! * fault injection per operation and per part ([`Fault`]) and a request log.
+//!
+//! ```
+//! use oss_multipart::emulator::{Emulator, EmulatorConfig};
+//! use oss_multipart::{Client, Source, Uploader};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = Emulator::start(EmulatorConfig::default()).await?;
+//! let uploader = Uploader::new(Client::new(emulator.client_config())?);
+//! let mut upload = uploader.upload("bucket", "hello.txt", Source::bytes(&b"hello"[..]))?;
+//! upload.run().await?;
+//! assert_eq!(emulator.object("bucket", "hello.txt").as_deref(), Some(&b"hello"[..]));
+//! # Ok(()) }
+//! ```
 
 mod auth;
 
