@@ -429,3 +429,82 @@ async fn small_files_go_in_one_put_and_directory_storage_keeps_plain_files() {
     assert_eq!(out.parts, 2);
     assert_eq!(std::fs::read(dir.join("data/bucket/big.bin")).unwrap(), std::fs::read(&big).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_signed_more_than_15_minutes_off_is_refused() {
+    use oss_multipart::signing::{SignableRequest, v1};
+    let emu = emulator().await;
+    let creds = emu.credentials();
+    for (minutes, expect_ok) in [(-20i64, false), (20, false), (-10, true)] {
+        let at = chrono::Utc::now() + chrono::Duration::minutes(minutes);
+        let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let req =
+            SignableRequest::new("POST", Some("bucket"), Some("skew.bin")).query("uploads", "").header("Date", &date);
+        let auth = v1::authorization(&creds, &req).unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("{}/bucket/skew.bin?uploads", emu.endpoint()))
+            .header("Date", &date)
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if expect_ok {
+            assert_eq!(status, 200, "{minutes} min: {body}");
+        } else {
+            assert_eq!(status, 403, "{minutes} min");
+            assert!(body.contains("<Code>RequestTimeTooSkewed</Code>"), "{body}");
+            assert!(body.contains("<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>"), "{body}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_part_copy_and_listing_pages() {
+    let emu = emulator().await;
+    let c = client(&emu, SignatureVersion::V4);
+    let source = Bytes::from(pattern(400 * KIB as usize, 11));
+    c.put_object("bucket", "src dir/source+.bin", source.clone(), None, &ObjectOptions::default()).await.unwrap();
+    let up = c.initiate_multipart_upload("bucket", "copy.bin", &ObjectOptions::default()).await.unwrap();
+    let a = c
+        .upload_part_copy("bucket", "copy.bin", &up.upload_id, 1, "bucket", "src dir/source+.bin", Some((0, 204_799)))
+        .await
+        .unwrap();
+    let b = c
+        .upload_part_copy("bucket", "copy.bin", &up.upload_id, 2, "bucket", "src dir/source+.bin", None)
+        .await
+        .unwrap();
+    let parts = vec![CompletePart { part_number: 1, etag: a.etag }, CompletePart { part_number: 2, etag: b.etag }];
+    c.complete_multipart_upload("bucket", "copy.bin", &up.upload_id, &CompleteParts::List(parts)).await.unwrap();
+    let mut expected = source[..204_800].to_vec();
+    expected.extend_from_slice(&source);
+    assert_eq!(emu.object("bucket", "copy.bin").unwrap(), expected);
+
+    // Three unfinished uploads listed one per page, with key and upload-id markers.
+    let mut ids = Vec::new();
+    for key in ["a/1", "a/1", "b/2"] {
+        ids.push(c.initiate_multipart_upload("bucket", key, &ObjectOptions::default()).await.unwrap().upload_id);
+    }
+    let mut page = ListUploadsPage { max_uploads: Some(1), ..ListUploadsPage::default() };
+    let mut seen = Vec::new();
+    loop {
+        let r = c.list_multipart_uploads("bucket", &page).await.unwrap();
+        seen.extend(r.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())));
+        if !r.is_truncated {
+            break;
+        }
+        page.key_marker = r.next_key_marker;
+        page.upload_id_marker = r.next_upload_id_marker;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let r = c
+        .list_multipart_uploads(
+            "bucket",
+            &ListUploadsPage { delimiter: Some("/".into()), ..ListUploadsPage::default() },
+        )
+        .await
+        .unwrap();
+    let prefixes: Vec<_> = r.common_prefixes.into_iter().map(|p| p.prefix).collect();
+    assert_eq!(prefixes, ["a/", "b/"]);
+}

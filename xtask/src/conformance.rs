@@ -29,7 +29,7 @@ fn python() -> String {
 }
 
 /// Creates or refreshes the venv; returns its interpreter.
-fn venv(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn venv(root: &Path) -> Result<PathBuf, String> {
     let dir = root.join("target/conformance-venv");
     let requirements = root.join("tests/conformance/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
@@ -52,8 +52,7 @@ fn venv(root: &Path) -> Result<PathBuf, String> {
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let status = command.status().map_err(|e| format!("cannot run {what}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed with {status}")) }
+    crate::run_checked(command, what)
 }
 
 fn run_suite(root: &Path, python: &Path, suite: &Suite) -> Result<(), String> {

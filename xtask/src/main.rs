@@ -4,11 +4,13 @@
 //!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, the
 //!   freshness of generated code, and the conformance runs of the official vendor SDKs against
 //!   our emulators (in a Python venv that xtask creates).
-//! * `bench [--size MIB] [--rounds N]`: measurements, never assertions.
+//! * `bench [--size MIB] [--rounds N] [--skip-oss]`: measurements side by side, never assertions;
+//!   the report goes to `target/bench/report.md`.
 //! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
 //!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod codegen;
 mod conformance;
 
@@ -84,10 +86,20 @@ fn test() -> bool {
     }
 }
 
+/// Runs a command; the error names it.
+pub(crate) fn run_checked(command: &mut Command, what: &str) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed with {status}")) }
+}
+
 fn bench(args: &[String]) -> bool {
-    let mut c = cargo();
-    c.args(["run", "--release", "--locked", "-p", "upload-core", "--example", "hash_bench", "--"]).args(args);
-    step("hash throughput", c)
+    match bench::run(&project_root(), args) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            false
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,7 +121,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N] | codegen [--check]>");
+            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N] [--skip-oss] | codegen [--check]>");
             false
         }
     };

@@ -1,0 +1,82 @@
+//! One measured upload for `cargo xtask bench`: a file to the emulator whose JSON line is in
+//! `EMULATOR`, with this crate's uploader; or, with `--hash-only`, exactly the hashing OSS needs
+//! (MD5 and CRC-64 of every 8 MiB part) over the same file, as the CPU limit to compare with.
+//!
+//! Prints one JSON line: wall seconds, CPU seconds (user + system, from /proc/self/stat), peak
+//! RSS (VmHWM), requests and bytes re-sent.
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use oss_multipart::upload_core::{Digests, Hashes, PartSize};
+use oss_multipart::{Client, Config, Credentials, Source, UploadOptions, Uploader};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// (CPU seconds, peak RSS bytes) of this process, from /proc (Linux).
+fn usage() -> (f64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100.
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (ticks as f64 / 100.0, hwm_kib * 1024)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let file = arg(&args, "--file").ok_or("--file is required")?;
+    let part_mib: u64 = arg(&args, "--part-size-mib").and_then(|v| v.parse().ok()).unwrap_or(8);
+    let concurrency: usize = arg(&args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(4);
+    let started = Instant::now();
+    if args.iter().any(|a| a == "--hash-only") {
+        let source = Source::file(&file)?;
+        let Source::ReadAt(reader) = source else { return Err("not a file".into()) };
+        let part = (part_mib << 20) as usize;
+        let mut offset = 0u64;
+        while offset < reader.len() {
+            let len = part.min((reader.len() - offset) as usize);
+            let bytes = reader.read_at(offset, len)?;
+            std::hint::black_box(Digests::compute(Hashes::MD5 | Hashes::CRC64, &bytes));
+            offset += len as u64;
+        }
+        let (cpu, rss) = usage();
+        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": offset, "cpu_seconds": cpu, "peak_rss_bytes": rss});
+        println!("{line}");
+        return Ok(());
+    }
+    let emulator: serde_json::Value = serde_json::from_str(&std::env::var("EMULATOR")?)?;
+    let text = |k: &str| emulator[k].as_str().unwrap_or_default().to_owned();
+    let credentials = Credentials::new(text("access_key_id"), text("access_key_secret"));
+    let config = Config::new(&text("endpoint"), credentials)?.with_region(text("region"));
+    let uploader = Uploader::new(Client::new(config)?).with_options(UploadOptions {
+        part_size: PartSize::Exact(part_mib << 20),
+        concurrency,
+        ..UploadOptions::default()
+    });
+    let key = arg(&args, "--key").unwrap_or_else(|| "bench.bin".into());
+    let mut upload = uploader.upload(&text("bucket"), &key, Source::file(&file)?)?;
+    let done = upload.run().await?;
+    let (cpu, rss) = usage();
+    let line = serde_json::json!({
+        "seconds": started.elapsed().as_secs_f64(),
+        "bytes": done.report.bytes_sent - done.report.bytes_resent,
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": rss,
+        "requests": done.report.part_requests + 2,
+        "bytes_resent": done.report.bytes_resent,
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `cargo xtask bench`: measurements, side by side in one run, never assertions.
+//!
+//! 1. Hash throughput: every hash the vendors need, on one buffer.
+//! 2. OSS: a generated file (1 GiB by default, `--size MIB`) uploaded to the OSS emulator running
+//!    as its own process, by our uploader and by oss2's `resumable_upload` (4 threads), runs
+//!    alternating (ours, theirs, ours, …; `--rounds N`, 3 by default), with the CPU of exactly the
+//!    hashing OSS needs (MD5 and CRC-64 per part) over the same file as the limit.
+//!
+//! The table is printed and written to `target/bench/report.md`.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Clone, Copy)]
+struct Run {
+    seconds: f64,
+    bytes: u64,
+    cpu_seconds: f64,
+    peak_rss_bytes: u64,
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// A file of `size` bytes of incompressible data, made once and kept.
+fn input_file(root: &Path, size: u64) -> Result<PathBuf, String> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("input-{}MiB.bin", size >> 20));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+        return Ok(path);
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| e.to_string())?);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut written = 0;
+    while written < size {
+        for chunk in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = (size - written).min(block.len() as u64) as usize;
+        out.write_all(&block[..n]).map_err(|e| e.to_string())?;
+        written += n as u64;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+fn json_run(command: &mut Command, what: &str) -> Result<Run, String> {
+    let out = command.stderr(Stdio::inherit()).output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what} failed with {}", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| format!("{what} printed {line:?}: {e}"))
+}
+
+fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> {
+    let size = arg(args, "--size", 1024) << 20;
+    let rounds = arg(args, "--rounds", 3).max(1);
+    let (part_mib, concurrency) = (8u64, 4u64);
+    crate::run_checked(
+        crate::cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "oss-multipart",
+            "--all-features",
+            "--example",
+            "oss_emulator",
+            "--example",
+            "oss_bench_upload",
+        ]),
+        "cargo build --release (OSS bench)",
+    )?;
+    let python = crate::conformance::venv(root)?;
+    let file = input_file(root, size)?;
+    let examples = root.join("target/release/examples");
+    let mut emulator = Command::new(examples.join("oss_emulator"))
+        .arg("--no-verify-md5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = emulator.stdout.take() {
+        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
+    }
+    let emu = line.trim().to_owned();
+    let (mut ours, mut theirs, mut hashing) = (Vec::new(), Vec::new(), Vec::new());
+    let result = (|| -> Result<(), String> {
+        for round in 0..rounds {
+            println!("bench OSS: round {}/{rounds}", round + 1);
+            ours.push(json_run(
+                Command::new(examples.join("oss_bench_upload")).env("EMULATOR", &emu).arg("--file").arg(&file).args([
+                    "--part-size-mib",
+                    &part_mib.to_string(),
+                    "--concurrency",
+                    &concurrency.to_string(),
+                ]),
+                "our uploader",
+            )?);
+            theirs.push(json_run(
+                Command::new(&python)
+                    .env("EMULATOR", &emu)
+                    .arg(root.join("tests/conformance/oss_bench.py"))
+                    .arg(&file)
+                    .args([part_mib.to_string(), "4".to_owned()]),
+                "oss2 resumable_upload",
+            )?);
+            hashing.push(json_run(
+                Command::new(examples.join("oss_bench_upload")).arg("--file").arg(&file).arg("--hash-only"),
+                "hashing limit",
+            )?);
+        }
+        Ok(())
+    })();
+    drop(emulator.stdin.take());
+    let _ = emulator.wait();
+    result?;
+
+    let gib = size as f64 / f64::from(1u32 << 30);
+    let stats = |runs: &[Run]| {
+        let mib_s = median(runs.iter().map(|r| r.bytes as f64 / f64::from(1u32 << 20) / r.seconds).collect());
+        let cpu = median(runs.iter().map(|r| r.cpu_seconds / gib).collect());
+        let rss = median(runs.iter().map(|r| r.peak_rss_bytes as f64 / f64::from(1u32 << 20)).collect());
+        (mib_s, cpu, rss)
+    };
+    let (o, t, h) = (stats(&ours), stats(&theirs), stats(&hashing));
+    let bound = (concurrency * part_mib + 64) as f64;
+    let table = format!(
+        "OSS: {} MiB file to the emulator in its own process, {part_mib} MiB parts, median of {rounds} alternating rounds\n\n\
+         | client | MiB/s | CPU s/GiB | peak RSS MiB |\n|---|---:|---:|---:|\n\
+         | oss-multipart (concurrency {concurrency}) | {:.0} | {:.2} | {:.0} |\n\
+         | oss2 2.19.1 resumable_upload (4 threads) | {:.0} | {:.2} | {:.0} |\n\
+         | limit: MD5 + CRC-64 of every part, one core | {:.0} | {:.2} | {:.0} |\n\n\
+         ratios: throughput ours/oss2 {:.1}x (target >= 3); CPU ours/hashing {:.2}x (target <= 1.3); \
+         peak RSS {:.0} MiB against a bound of {bound:.0} MiB (concurrency x part size + 64 MiB)\n",
+        size >> 20,
+        o.0,
+        o.1,
+        o.2,
+        t.0,
+        t.1,
+        t.2,
+        h.0,
+        h.1,
+        h.2,
+        o.0 / t.0,
+        o.1 / h.1,
+        o.2,
+    );
+    println!("{table}");
+    report.push_str(&table);
+    Ok(())
+}
+
+/// Runs every benchmark and writes the report.
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    let mut report = String::from("# Benchmarks\n\n");
+    let hash = crate::cargo()
+        .args(["run", "--release", "--locked", "-p", "upload-core", "--example", "hash_bench", "--"])
+        .args(args.iter().filter(|a| *a != "--skip-oss"))
+        .output()
+        .map_err(|e| format!("hash bench: {e}"))?;
+    let text = String::from_utf8_lossy(&hash.stdout);
+    print!("{text}");
+    if !hash.status.success() {
+        return Err("the hash bench failed".into());
+    }
+    report.push_str(&text);
+    report.push('\n');
+    if !args.iter().any(|a| a == "--skip-oss") {
+        oss(root, args, &mut report)?;
+    }
+    let path = root.join("target/bench/report.md");
+    std::fs::create_dir_all(root.join("target/bench")).map_err(|e| e.to_string())?;
+    std::fs::write(&path, report).map_err(|e| e.to_string())?;
+    println!("report written to {}", path.display());
+    Ok(())
+}
