@@ -91,7 +91,7 @@ fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> 
     let file = input_file(root, size)?;
     let examples = root.join("target/release/examples");
     let mut emulator = Command::new(examples.join("oss_emulator"))
-        .arg("--no-verify-md5")
+        .args(["--no-verify-md5", "--discard-bodies"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -17,20 +17,26 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 /// (CPU seconds, peak RSS bytes) of this process, from /proc (Linux).
 fn usage() -> (f64, u64) {
+    let (user, system, rss) = usage_split();
+    (user + system, rss)
+}
+
+/// (user seconds, system seconds, peak RSS bytes).
+fn usage_split() -> (f64, f64, u64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which is in parentheses and may hold spaces).
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100.
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (user, system) = (field(11), field(12));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    (ticks as f64 / 100.0, hwm_kib * 1024)
+    (user as f64 / 100.0, system as f64 / 100.0, hwm_kib * 1024)
 }
 
 #[tokio::main]
@@ -68,6 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = arg(&args, "--key").unwrap_or_else(|| "bench.bin".into());
     let mut upload = uploader.upload(&text("bucket"), &key, Source::file(&file)?)?;
     let done = upload.run().await?;
+    let (user, system, _) = usage_split();
+    eprintln!("oss-multipart: user {user:.2} s, system {system:.2} s");
     let (cpu, rss) = usage();
     let line = serde_json::json!({
         "seconds": started.elapsed().as_secs_f64(),

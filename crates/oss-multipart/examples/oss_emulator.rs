@@ -5,7 +5,7 @@
 //! then serves until its standard input closes.
 //!
 //! ```text
-//! cargo run -p oss-multipart --features emulator --example oss_emulator -- [--listen 127.0.0.1:0] [--data-dir DIR] [--no-verify-md5]
+//! cargo run -p oss-multipart --features emulator --example oss_emulator -- [--listen 127.0.0.1:0] [--data-dir DIR] [--no-verify-md5] [--discard-bodies]
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -25,6 +25,7 @@ async fn main() -> std::io::Result<()> {
     config.data_dir = value("--data-dir").map(Into::into);
     // For benchmarks: do not let the server's MD5 compete with the client for the CPU.
     config.verify_md5 = !args.iter().any(|a| a == "--no-verify-md5");
+    config.discard_bodies = args.iter().any(|a| a == "--discard-bodies");
     let emulator = Emulator::start(config.clone()).await?;
     let (access_key_id, access_key_secret) = config.keys.first().cloned().unwrap_or_default();
     let line = serde_json::json!({

@@ -108,3 +108,45 @@ pub fn remove(path: &Path) -> Result<(), CheckpointError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Doc {
+        format: String,
+        version: u32,
+        session: String,
+    }
+
+    fn doc() -> Doc {
+        Doc { format: FORMAT.into(), version: VERSION, session: "upload-url".into() }
+    }
+
+    #[test]
+    fn saved_atomically_owner_only_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("upload-core-cp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        save(&path, &doc()).unwrap();
+        save(&path, &doc()).unwrap();
+        assert_eq!(load::<Doc>(&path).unwrap(), doc());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+
+        std::fs::write(&path, b"{\"format\":\"something-else\",\"version\":1}").unwrap();
+        assert!(load::<Doc>(&path).unwrap_err().to_string().contains("format is \"something-else\""));
+        std::fs::write(&path, b"not json").unwrap();
+        assert!(matches!(load::<Doc>(&path), Err(CheckpointError::Malformed { .. })));
+        remove(&path).unwrap();
+        remove(&path).unwrap();
+        assert!(matches!(load::<Doc>(&path), Err(CheckpointError::Io { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -89,6 +89,14 @@ pub trait ReadAt: Send + Sync + fmt::Debug + 'static {
     /// Reads exactly `len` bytes at `offset`. A source shorter than that is an error.
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
 
+    /// Fills `buf` from `offset`. The engine reads parts into recycled buffers through this, so
+    /// a file source should read straight into `buf`; the default copies from `read_at`.
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let bytes = self.read_at(offset, buf.len())?;
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+
     /// The fingerprint stored with the upload state (may read a little of the source).
     fn fingerprint(&self) -> io::Result<Fingerprint>;
 
@@ -157,14 +165,18 @@ impl ReadAt for FileSource {
 
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = vec![0u8; len];
-        self.read_exact_at(&mut buf, offset).map_err(|e| {
+        self.read_into(offset, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(e.kind(), SourceChanged(format!("it ended before byte {}", offset + len as u64)))
+                io::Error::new(e.kind(), SourceChanged(format!("it ended before byte {}", offset + buf.len() as u64)))
             } else {
                 e
             }
-        })?;
-        Ok(Bytes::from(buf))
+        })
     }
 
     fn quick_fingerprint(&self) -> io::Result<Fingerprint> {

@@ -156,6 +156,9 @@ pub struct EmulatorConfig {
     /// Benchmarks turn it off so the server does not compete with the client for the CPU: the
     /// ETag then comes from `Content-MD5` when sent, or from the CRC-64 (ETags are opaque).
     pub verify_md5: bool,
+    /// Keep only the length and CRC-64 of what is uploaded, not the bytes (benchmarks of
+    /// multi-gigabyte uploads; objects then read back as empty).
+    pub discard_bodies: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -167,6 +170,7 @@ impl Default for EmulatorConfig {
             buckets: vec!["bucket".into()],
             data_dir: None,
             verify_md5: true,
+            discard_bodies: false,
         }
     }
 }
@@ -215,7 +219,11 @@ fn xml_escape(s: &str) -> String {
 #[derive(Clone, Debug)]
 enum Blob {
     Memory(Bytes),
+    /// An object made of parts, kept as they are (no copy at completion).
+    Parts(Vec<Bytes>),
     File(PathBuf),
+    /// Only the length and CRC were kept.
+    Discarded,
 }
 
 #[derive(Clone, Debug)]
@@ -406,7 +414,9 @@ fn unreachable_config() -> crate::Config {
 fn read_blob(blob: &Blob) -> std::io::Result<Bytes> {
     match blob {
         Blob::Memory(b) => Ok(b.clone()),
+        Blob::Parts(parts) => Ok(parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>().into()),
         Blob::File(p) => std::fs::read(p).map(Bytes::from),
+        Blob::Discarded => Ok(Bytes::new()),
     }
 }
 
@@ -536,8 +546,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
         .collect();
+    let content_length: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = req.into_body();
-    let mut received = BytesMut::new();
+    // One allocation of the announced size (growing a buffer costs more than the hashing);
+    // in discard mode, only the CRC-64 of the frames as they pass.
+    let discard =
+        shared.config.discard_bodies && matches!(operation, Some(Operation::UploadPart | Operation::PutObject));
+    let mut received = BytesMut::with_capacity(if discard { 0 } else { content_length.min(6 << 30) });
+    let mut streamed = upload_core::hash::Crc64Stream::default();
     let reset_after = match &fault {
         Some(FaultAction::ResetMidBody { after }) => Some(*after),
         _ => None,
@@ -545,16 +565,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         if let Ok(data) = frame.into_data() {
-            received.extend_from_slice(&data);
+            if discard {
+                streamed.update(&data);
+            } else {
+                received.extend_from_slice(&data);
+            }
         }
-        if reset_after.is_some_and(|n| received.len() >= n) {
-            entry.body_len = received.len() as u64;
+        let got = if discard { streamed.value().len as usize } else { received.len() };
+        if reset_after.is_some_and(|n| got >= n) {
+            entry.body_len = got as u64;
             shared.store().log.push(entry);
             return Err(Dropped);
         }
     }
     let body = received.freeze();
-    entry.body_len = body.len() as u64;
+    let streamed = discard.then(|| streamed.value());
+    entry.body_len = streamed.map_or(body.len() as u64, |s| s.len);
 
     let signable = SignableRequest {
         method: method.to_string(),
@@ -590,6 +616,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             query: &route.query,
             headers: &signable,
             body,
+            streamed,
         };
         dispatch(op, &ctx)
     }
@@ -671,6 +698,8 @@ struct Ctx<'a> {
     query: &'a [(String, String)],
     headers: &'a SignableRequest,
     body: Bytes,
+    /// Length and CRC-64 of a body that was not kept (discard mode).
+    streamed: Option<Crc64>,
 }
 
 impl Ctx<'_> {
@@ -808,18 +837,23 @@ fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Resul
     }
     let given_md5 = ctx.headers.header_value("content-md5").filter(|_| check_md5);
     if !ctx.shared.config.verify_md5 {
-        let crc = Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default();
+        let (crc, len, blob) = match ctx.streamed.filter(|_| check_md5) {
+            Some(s) => (s.crc, s.len, Blob::Discarded),
+            None => {
+                let crc = Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default();
+                (crc, bytes.len() as u64, store_blob(ctx, &format!("{}-{number}", ctx.upload_id()), &bytes)?)
+            }
+        };
         let md5 = given_md5
             .and_then(|g| STANDARD.decode(g.trim()).ok())
             .and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok())
             .unwrap_or_else(|| {
                 let mut id = [0u8; 16];
                 id[..8].copy_from_slice(&crc.to_be_bytes());
-                id[8..].copy_from_slice(&(bytes.len() as u64).to_be_bytes());
+                id[8..].copy_from_slice(&len.to_be_bytes());
                 id
             });
-        let blob = store_blob(ctx, &format!("{}-{number}", ctx.upload_id()), &bytes)?;
-        return Ok(StoredPart { blob, len: bytes.len() as u64, md5, crc, last_modified: now_iso() });
+        return Ok(StoredPart { blob, len, md5, crc, last_modified: now_iso() });
     }
     let d = Digests::compute(Hashes::MD5 | Hashes::CRC64, &bytes);
     let md5 = d.md5.unwrap_or_default();
@@ -971,7 +1005,6 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
     let mut crc = Crc64::default();
     let mut md5s = Vec::with_capacity(parts.len() * 16);
-    let mut whole = BytesMut::new();
     for p in &parts {
         crc.append(Crc64 { crc: p.crc, len: p.len });
         md5s.extend_from_slice(&p.md5);
@@ -982,14 +1015,14 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
         parts.len()
     );
     let blob = match &ctx.shared.config.data_dir {
-        None => {
-            for p in &parts {
-                whole.extend_from_slice(
-                    &read_blob(&p.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?,
-                );
-            }
-            Blob::Memory(whole.freeze())
-        }
+        _ if parts.iter().any(|p| matches!(p.blob, Blob::Discarded)) => Blob::Discarded,
+        None => Blob::Parts(
+            parts
+                .iter()
+                .map(|p| read_blob(&p.blob))
+                .collect::<Result<_, _>>()
+                .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?,
+        ),
         Some(dir) => {
             let path = dir.join(&ctx.bucket).join(&ctx.key);
             let write = || -> std::io::Result<()> {

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-pub use crc64::Crc64;
+pub use crc64::{Crc64, Crc64Stream};
 pub use native::{Md5, Sha1};
 pub use quickxor::QuickXor;
 
