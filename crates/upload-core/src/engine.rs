@@ -927,7 +927,8 @@ impl<P: Protocol> Upload<P> {
                 s.read_part(len).await.map_err(UploadError::read)
             }
             Source::ReadAt(r) => {
-                read_at(r.clone(), *spec, fingerprint.clone(), self.counters.clone()).await.map_err(UploadError::read)
+                let read = read_at(r.clone(), *spec, fingerprint.clone(), self.counters.clone(), Hashes::NONE).await;
+                read.map(|(bytes, _)| bytes).map_err(UploadError::read)
             }
         }
     }
@@ -1089,19 +1090,23 @@ fn fill(into: &mut Digests, from: &Digests) {
     into.quickxor = into.quickxor.or(from.quickxor);
 }
 
+/// Reads a part into a recycled buffer, checks that the file is unchanged, and computes the
+/// part's digests (`hashes`) while the bytes are in cache.
 async fn read_at(
     source: Arc<dyn ReadAt>,
     spec: PartSpec,
     fingerprint: Fingerprint,
     counters: Arc<Counters>,
-) -> io::Result<Bytes> {
+    hashes: Hashes,
+) -> io::Result<(Bytes, Digests)> {
     tokio::task::spawn_blocking(move || {
         let len = usize::try_from(spec.len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let mut buf = counters.take_buffer(len);
         source.read_into(spec.offset, &mut buf)?;
         // The file must still be the one the upload started with after this read.
         fingerprint.check(&source.quick_fingerprint()?).map_err(|c| io::Error::new(io::ErrorKind::InvalidData, c))?;
-        Ok(buf.freeze())
+        let digests = if hashes.is_empty() { Digests::default() } else { Digests::compute(hashes, &buf) };
+        Ok((buf.freeze(), digests))
     })
     .await
     .map_err(io::Error::other)?
@@ -1129,18 +1134,20 @@ async fn part_task<P: Protocol>(
 ) -> TaskOutput<P::Receipt, P::Error> {
     let started = Instant::now();
     let index = job.spec.index;
-    let buffer = match body {
-        TaskBody::Ready(b) => b,
-        TaskBody::Read(source, fingerprint) => match read_at(source, job.spec, fingerprint, job.counters.clone()).await
-        {
-            Ok(bytes) => Buffer::new(bytes, &job.counters),
-            Err(e) => {
-                let result = Err(UploadError::read(e));
-                return TaskOutput { index, result, found_on_server: false, elapsed: started.elapsed() };
+    let (buffer, digests) = match body {
+        TaskBody::Ready(b) => (b, None),
+        TaskBody::Read(source, fingerprint) => {
+            // Read and hash in one blocking call, while the bytes are in cache.
+            match read_at(source, job.spec, fingerprint, job.counters.clone(), job.hashes).await {
+                Ok((bytes, digests)) => (Buffer::new(bytes, &job.counters), Some(digests)),
+                Err(e) => {
+                    let result = Err(UploadError::read(e));
+                    return TaskOutput { index, result, found_on_server: false, elapsed: started.elapsed() };
+                }
             }
-        },
+        }
     };
-    let result = send_part(&job, buffer.bytes.clone()).await;
+    let result = send_part(&job, buffer.bytes.clone(), digests).await;
     // The buffer goes before the slot, so at most `concurrency` buffers ever exist.
     drop(buffer);
     drop(permit);
@@ -1154,6 +1161,7 @@ async fn part_task<P: Protocol>(
 async fn send_part<P: Protocol>(
     job: &PartJob<P>,
     body: Bytes,
+    digests: Option<Digests>,
 ) -> Result<(DonePart<P::Receipt>, bool), UploadError<P::Error>> {
     let (protocol, session, spec, counters, timeout) =
         (&*job.protocol, &*job.session, job.spec, &job.counters, job.timeout);
@@ -1163,7 +1171,9 @@ async fn send_part<P: Protocol>(
         }
     };
     let hashes = job.hashes;
-    let digests = if hashes.is_empty() {
+    let digests = if let Some(d) = digests {
+        d
+    } else if hashes.is_empty() {
         Digests::default()
     } else {
         let bytes = body.clone();

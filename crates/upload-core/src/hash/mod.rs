@@ -181,7 +181,8 @@ pub struct WholeHasher {
     len: u64,
     sha1: Option<Sha1>,
     md5: Option<Md5>,
-    crc64: Option<Crc64>,
+    /// The CRC of the bytes before this process (restored state), and of those since.
+    crc64: Option<(Crc64, Crc64Stream)>,
     quickxor: Option<QuickXor>,
 }
 
@@ -228,7 +229,7 @@ impl WholeHasher {
             len: 0,
             sha1: hashes.contains(Hashes::SHA1).then(Sha1::new),
             md5: hashes.contains(Hashes::MD5).then(Md5::new),
-            crc64: hashes.contains(Hashes::CRC64).then(Crc64::default),
+            crc64: hashes.contains(Hashes::CRC64).then(|| (Crc64::default(), Crc64Stream::default())),
             quickxor: hashes.contains(Hashes::QUICKXOR).then(QuickXor::new),
         }
     }
@@ -251,15 +252,11 @@ impl WholeHasher {
     /// Adds the next bytes of the source.
     pub fn update(&mut self, data: &[u8]) {
         self.len += data.len() as u64;
-        // CRC-64 runs at memory speed over the whole buffer; a combination per call is cheap,
-        // one per slice would not be.
-        if let Some(h) = &mut self.crc64 {
-            h.update(data);
-        }
-        if self.sha1.is_none() && self.md5.is_none() && self.quickxor.is_none() {
-            return;
-        }
+        // Every hash takes each slice while it is in cache.
         for slice in data.chunks(SLICE) {
+            if let Some((_, h)) = &mut self.crc64 {
+                h.update(slice);
+            }
             if let Some(h) = &mut self.sha1 {
                 h.update(slice);
             }
@@ -277,9 +274,17 @@ impl WholeHasher {
         Digests {
             sha1: self.sha1.as_ref().map(Sha1::finish),
             md5: self.md5.as_ref().map(Md5::finish),
-            crc64: self.crc64.map(|c| c.crc),
+            crc64: self.crc64_value().map(|c| c.crc),
             quickxor: self.quickxor.as_ref().map(QuickXor::finish),
         }
+    }
+
+    fn crc64_value(&self) -> Option<Crc64> {
+        self.crc64.as_ref().map(|(base, since)| {
+            let mut c = *base;
+            c.append(since.value());
+            c
+        })
     }
 
     /// The serializable state.
@@ -289,7 +294,7 @@ impl WholeHasher {
             len: self.len,
             sha1: self.sha1.as_ref().map(|h| STANDARD.encode(h.to_state())),
             md5: self.md5.as_ref().map(|h| STANDARD.encode(h.to_state())),
-            crc64: self.crc64,
+            crc64: self.crc64_value(),
             quickxor: self.quickxor.as_ref().map(|q| STANDARD.encode(q.to_state())),
         }
     }
@@ -334,6 +339,7 @@ impl WholeHasher {
         } else {
             None
         };
+        let crc64 = crc64.map(|c| (c, Crc64Stream::default()));
         Ok(Self { hashes: h, len: state.len, sha1, md5, crc64, quickxor })
     }
 }
