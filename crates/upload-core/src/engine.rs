@@ -489,22 +489,24 @@ impl<P: Protocol> Upload<P> {
         Ok(())
     }
 
+    /// The source's fingerprint now (a stream has only its declared length).
+    async fn fingerprint(&self) -> Result<Fingerprint, Error<P>> {
+        match &self.source {
+            Source::ReadAt(r) => {
+                let r = r.clone();
+                blocking(move || r.fingerprint()).await?.map_err(UploadError::read)
+            }
+            Source::Stream(s) => Ok(Fingerprint { len: s.len(), ..Fingerprint::default() }),
+        }
+    }
+
     /// Creates the session, or checks and reconciles a resumed one.
     async fn prepare(&mut self) -> Result<(), Error<P>> {
         let rules = self.protocol.rules();
         let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
         if self.state.is_none() {
             let total = self.source.len();
-            let fingerprint = match &self.source {
-                Source::ReadAt(r) => {
-                    let r = r.clone();
-                    tokio::task::spawn_blocking(move || r.fingerprint())
-                        .await
-                        .map_err(|e| UploadError::Read(io::Error::other(e)))?
-                        .map_err(UploadError::read)?
-                }
-                Source::Stream(s) => Fingerprint { len: s.len(), ..Fingerprint::default() },
-            };
+            let fingerprint = self.fingerprint().await?;
             // Plan before creating anything, so bad input fails before a byte is sent.
             let mut plan = PartPlan::new(&rules, total, self.options.part_size)?;
             let protocol = self.protocol.clone();
@@ -569,16 +571,7 @@ impl<P: Protocol> Upload<P> {
             )));
         }
         let saved = state.source.clone();
-        let now = match &self.source {
-            Source::ReadAt(r) => {
-                let r = r.clone();
-                tokio::task::spawn_blocking(move || r.fingerprint())
-                    .await
-                    .map_err(|e| UploadError::Read(io::Error::other(e)))?
-                    .map_err(UploadError::read)?
-            }
-            Source::Stream(s) => Fingerprint { len: s.len(), ..Fingerprint::default() },
-        };
+        let now = self.fingerprint().await?;
         saved.check(&now)?;
         if self.hasher.is_none() {
             let whole = match &state.whole {
@@ -988,10 +981,7 @@ impl<P: Protocol> Upload<P> {
         };
         if let Source::ReadAt(r) = &self.source {
             let r = r.clone();
-            let now = tokio::task::spawn_blocking(move || r.quick_fingerprint())
-                .await
-                .map_err(|e| UploadError::Read(io::Error::other(e)))?
-                .map_err(UploadError::read)?;
+            let now = blocking(move || r.quick_fingerprint()).await?.map_err(UploadError::read)?;
             state.source.check(&now)?;
         }
         let total_len = state.plan.total_len.unwrap_or_else(|| state.bytes_done());
@@ -1177,9 +1167,7 @@ async fn send_part<P: Protocol>(
         Digests::default()
     } else {
         let bytes = body.clone();
-        tokio::task::spawn_blocking(move || Digests::compute(hashes, &bytes))
-            .await
-            .map_err(|e| UploadError::Read(io::Error::other(e)))?
+        blocking(move || Digests::compute(hashes, &bytes)).await?
     };
     let done = |receipt, digests| DonePart {
         index: spec.index,
