@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 /// Which spec folder feeds which crate.
-const TARGETS: &[(&str, &str)] = &[("oss", "crates/oss-multipart")];
+const TARGETS: &[(&str, &str)] = &[("oss", "crates/oss-multipart"), ("qingstor", "crates/qingstor-multipart")];
 
 /// Write the files, or only check that they are up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,9 @@ struct Models {
 #[serde(deny_unknown_fields)]
 struct Struct {
     name: String,
-    element: String,
+    /// The XML element name (XML models only).
+    #[serde(default)]
+    element: Option<String>,
     doc: String,
     fields: Vec<Field>,
 }
@@ -78,21 +80,28 @@ fn header(spec: &str, sources: &[String]) -> String {
 }
 
 fn models(spec: &str, m: &Models) -> Result<String, String> {
-    if m.format != "xml" {
-        return Err(format!("{spec}: only the xml format is supported, not {:?}", m.format));
-    }
+    let xml = match m.format.as_str() {
+        "xml" => true,
+        "json" => false,
+        other => return Err(format!("{spec}: the format is xml or json, not {other:?}")),
+    };
     let known: BTreeSet<&str> = m.structs.iter().map(|s| s.name.as_str()).collect();
     let mut out = header(spec, &m.sources);
     out.push_str("\nuse serde::{Deserialize, Serialize};\n");
     for st in &m.structs {
         let _ = write!(
             out,
-            "\n#[doc = {doc:?}]\n#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]\n\
-             #[serde(rename = {element:?})]\npub struct {name} {{\n",
-            doc = st.doc,
-            element = st.element,
-            name = st.name
+            "\n#[doc = {doc:?}]\n#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]\n",
+            doc = st.doc
         );
+        match (&st.element, xml) {
+            (Some(element), true) => {
+                let _ = writeln!(out, "#[serde(rename = {element:?})]");
+            }
+            (None, true) => return Err(format!("{spec}: XML struct {} needs an element name", st.name)),
+            (_, false) => {}
+        }
+        let _ = writeln!(out, "pub struct {} {{", st.name);
         for f in &st.fields {
             let inner = f.ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>'));
             let base = inner.unwrap_or(&f.ty);
@@ -120,6 +129,17 @@ fn models(spec: &str, m: &Models) -> Result<String, String> {
     Ok(out)
 }
 
+/// The Rust variant of a vendor code: `NoSuchUpload` stays, `upload_not_exists` becomes
+/// `UploadNotExists`.
+fn variant(code: &str) -> String {
+    code.split(['_', '-'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
 fn error_codes(spec: &str, e: &Errors) -> Result<String, String> {
     let mut codes: Vec<&Code> = e.codes.iter().collect();
     codes.sort_by(|a, b| a.code.cmp(&b.code));
@@ -132,14 +152,19 @@ fn error_codes(spec: &str, e: &Errors) -> Result<String, String> {
          #[derive(Clone, Debug, PartialEq, Eq, Hash)]\n#[non_exhaustive]\npub enum ErrorCode {\n",
     );
     for c in &codes {
-        let _ = writeln!(out, "    #[doc = {:?}]\n    {},", format!("{} HTTP {}.", c.doc, c.status), c.code);
+        let _ = writeln!(
+            out,
+            "    #[doc = {:?}]\n    {},",
+            format!("`{}`: {} HTTP {}.", c.code, c.doc, c.status),
+            variant(&c.code)
+        );
     }
     out.push_str("    /// A code this SDK does not know.\n    Other(String),\n}\n\nimpl ErrorCode {\n");
     out.push_str(
         "    /// The code as the vendor writes it.\n    pub fn as_str(&self) -> &str {\n        match self {\n",
     );
     for c in &codes {
-        let _ = writeln!(out, "            Self::{0} => {0:?},", c.code);
+        let _ = writeln!(out, "            Self::{} => {:?},", variant(&c.code), c.code);
     }
     out.push_str("            Self::Other(s) => s,\n        }\n    }\n\n");
     out.push_str(
@@ -147,14 +172,15 @@ fn error_codes(spec: &str, e: &Errors) -> Result<String, String> {
          pub fn http_status(&self) -> Option<u16> {\n        match self {\n",
     );
     for c in &codes {
-        let _ = writeln!(out, "            Self::{} => Some({}),", c.code, c.status);
+        let _ = writeln!(out, "            Self::{} => Some({}),", variant(&c.code), c.status);
     }
     out.push_str("            Self::Other(_) => None,\n        }\n    }\n\n");
     out.push_str(
         "    /// Whether a request that failed with this code may succeed when sent again.\n    \
          pub fn is_retryable(&self) -> bool {\n        matches!(self, ",
     );
-    let retryable: Vec<String> = codes.iter().filter(|c| c.retryable).map(|c| format!("Self::{}", c.code)).collect();
+    let retryable: Vec<String> =
+        codes.iter().filter(|c| c.retryable).map(|c| format!("Self::{}", variant(&c.code))).collect();
     if retryable.is_empty() {
         out.push_str("Self::Other(_) if false");
     } else {
@@ -166,7 +192,7 @@ fn error_codes(spec: &str, e: &Errors) -> Result<String, String> {
          fn from_str(s: &str) -> Result<Self, Self::Err> {\n        Ok(match s {\n",
     );
     for c in &codes {
-        let _ = writeln!(out, "            {0:?} => Self::{0},", c.code);
+        let _ = writeln!(out, "            {:?} => Self::{},", c.code, variant(&c.code));
     }
     out.push_str("            other => Self::Other(other.to_owned()),\n        })\n    }\n}\n\n");
     out.push_str(

@@ -9,53 +9,53 @@
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
-    #[doc = "Access is denied, or a presigned URL has expired. HTTP 403."]
+    #[doc = "`AccessDenied`: Access is denied, or a presigned URL has expired. HTTP 403."]
     AccessDenied,
-    #[doc = "A malformed request the official SDKs retry. HTTP 400."]
+    #[doc = "`BadRequest`: A malformed request the official SDKs retry. HTTP 400."]
     BadRequest,
-    #[doc = "A part or object is larger than OSS allows. HTTP 400."]
+    #[doc = "`EntityTooLarge`: A part or object is larger than OSS allows. HTTP 400."]
     EntityTooLarge,
-    #[doc = "A part other than the last is smaller than 100 KiB at completion. HTTP 400."]
+    #[doc = "`EntityTooSmall`: A part other than the last is smaller than 100 KiB at completion. HTTP 400."]
     EntityTooSmall,
-    #[doc = "The object exists and `x-oss-forbid-overwrite` is set. HTTP 409."]
+    #[doc = "`FileAlreadyExists`: The object exists and `x-oss-forbid-overwrite` is set. HTTP 409."]
     FileAlreadyExists,
-    #[doc = "An internal error of the service. HTTP 500."]
+    #[doc = "`InternalError`: An internal error of the service. HTTP 500."]
     InternalError,
-    #[doc = "The access key id does not exist. HTTP 403."]
+    #[doc = "`InvalidAccessKeyId`: The access key id does not exist. HTTP 403."]
     InvalidAccessKeyId,
-    #[doc = "An argument is missing or invalid (see ArgumentName and ArgumentValue). HTTP 400."]
+    #[doc = "`InvalidArgument`: An argument is missing or invalid (see ArgumentName and ArgumentValue). HTTP 400."]
     InvalidArgument,
-    #[doc = "The bucket name breaks OSS's naming rules. HTTP 400."]
+    #[doc = "`InvalidBucketName`: The bucket name breaks OSS's naming rules. HTTP 400."]
     InvalidBucketName,
-    #[doc = "Content-MD5 does not match the body, or is malformed. HTTP 400."]
+    #[doc = "`InvalidDigest`: Content-MD5 does not match the body, or is malformed. HTTP 400."]
     InvalidDigest,
-    #[doc = "The object key breaks OSS's naming rules. HTTP 400."]
+    #[doc = "`InvalidObjectName`: The object key breaks OSS's naming rules. HTTP 400."]
     InvalidObjectName,
-    #[doc = "A listed part does not exist or its ETag does not match. HTTP 400."]
+    #[doc = "`InvalidPart`: A listed part does not exist or its ETag does not match. HTTP 400."]
     InvalidPart,
-    #[doc = "The parts of a completion are not in ascending order. HTTP 400."]
+    #[doc = "`InvalidPartOrder`: The parts of a completion are not in ascending order. HTTP 400."]
     InvalidPartOrder,
-    #[doc = "The XML body is not well formed or not valid. HTTP 400."]
+    #[doc = "`MalformedXML`: The XML body is not well formed or not valid. HTTP 400."]
     MalformedXML,
-    #[doc = "The request has no Content-Length. HTTP 411."]
+    #[doc = "`MissingContentLength`: The request has no Content-Length. HTTP 411."]
     MissingContentLength,
-    #[doc = "The bucket does not exist. HTTP 404."]
+    #[doc = "`NoSuchBucket`: The bucket does not exist. HTTP 404."]
     NoSuchBucket,
-    #[doc = "The object does not exist. HTTP 404."]
+    #[doc = "`NoSuchKey`: The object does not exist. HTTP 404."]
     NoSuchKey,
-    #[doc = "The upload does not exist: wrong id, aborted, or completed. HTTP 404."]
+    #[doc = "`NoSuchUpload`: The upload does not exist: wrong id, aborted, or completed. HTTP 404."]
     NoSuchUpload,
-    #[doc = "A sequential upload got a part out of order. HTTP 400."]
+    #[doc = "`PartNotSequential`: A sequential upload got a part out of order. HTTP 400."]
     PartNotSequential,
-    #[doc = "The request's time is more than 15 minutes from the server's. HTTP 403."]
+    #[doc = "`RequestTimeTooSkewed`: The request's time is more than 15 minutes from the server's. HTTP 403."]
     RequestTimeTooSkewed,
-    #[doc = "The body was not received in time. HTTP 400."]
+    #[doc = "`RequestTimeout`: The body was not received in time. HTTP 400."]
     RequestTimeout,
-    #[doc = "The service is busy. HTTP 503."]
+    #[doc = "`ServiceUnavailable`: The service is busy. HTTP 503."]
     ServiceUnavailable,
-    #[doc = "The signature does not match the server's (StringToSign shows the server's string). HTTP 403."]
+    #[doc = "`SignatureDoesNotMatch`: The signature does not match the server's (StringToSign shows the server's string). HTTP 403."]
     SignatureDoesNotMatch,
-    #[doc = "Requests are being throttled. HTTP 429."]
+    #[doc = "`TooManyRequests`: Requests are being throttled. HTTP 429."]
     TooManyRequests,
     /// A code this SDK does not know.
     Other(String),

@@ -1,0 +1,3 @@
+//! Wire models (generated from `specs/qingstor/models.json`).
+
+pub use crate::generated::models::*;
