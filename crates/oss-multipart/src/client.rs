@@ -17,6 +17,9 @@ use crate::types::*;
 /// OSS's part number range.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
+/// Longest time a call without a large body may take (a stalled connection otherwise hangs).
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Checks a bucket name against OSS's rules.
 pub fn validate_bucket(bucket: &str) -> Result<(), InvalidInput> {
     let ok = (3..=63).contains(&bucket.len())
@@ -203,6 +206,11 @@ impl Client {
         for (name, value) in &call.headers {
             request = request.header(name.as_str(), value.as_str());
         }
+        if call.body.len() < (1 << 20) {
+            // Calls without a large body get an overall timeout; part uploads get the engine's
+            // per-attempt timeout instead, which knows the part size.
+            request = request.timeout(CALL_TIMEOUT);
+        }
         let head = call.method == Method::HEAD;
         let response = request.body(call.body).send().await.map_err(Error::transport)?;
         if response.status().is_success() {
@@ -377,10 +385,11 @@ impl Client {
                 return Ok(parts);
             }
             let next = result.next_part_number_marker.or(last);
-            if next.is_none() || next == page.part_number_marker {
+            let moves_on = next.is_some_and(|n| n > page.part_number_marker.unwrap_or(0) && n <= MAX_PART_NUMBER);
+            if !moves_on {
                 return Err(Error::MalformedResponse {
                     operation: "ListParts",
-                    detail: "a truncated page without a new marker".into(),
+                    detail: "a truncated page whose next marker does not move forward".into(),
                 });
             }
             page.part_number_marker = next;
@@ -587,22 +596,19 @@ async fn service_error(response: reqwest::Response, head: bool, operation: &'sta
             Err(e) => return Error::transport(e),
         }
     };
-    let body: ErrorBody = match quick_xml::de::from_str(&text) {
-        Ok(body) => body,
-        Err(_) if text.trim().is_empty() => ErrorBody {
-            code: fallback_code(status).into(),
-            message: format!("HTTP {status} with no error document"),
-            request_id: header_str(&headers, "x-oss-request-id").unwrap_or_default().to_owned(),
-            ec: header_str(&headers, "x-oss-ec").map(str::to_owned),
-            ..ErrorBody::default()
-        },
-        Err(e) => {
-            return Error::MalformedResponse {
-                operation,
-                detail: format!("HTTP {status} with an unreadable error: {e}"),
-            };
-        }
-    };
+    // An error without a readable document (HEAD, a proxy's HTML page) is classified by its
+    // status alone.
+    let body: ErrorBody = quick_xml::de::from_str(&text).unwrap_or_else(|_| ErrorBody {
+        code: fallback_code(status).into(),
+        message: Some(if text.trim().is_empty() {
+            format!("HTTP {status} with no error document")
+        } else {
+            format!("HTTP {status} with an error document that is not OSS's ({operation})")
+        }),
+        request_id: header_str(&headers, "x-oss-request-id").map(str::to_owned),
+        ec: header_str(&headers, "x-oss-ec").map(str::to_owned),
+        ..ErrorBody::default()
+    });
     let code: ErrorCode = body.code.parse().unwrap_or(ErrorCode::Other(body.code.clone()));
     ServiceError { status, code, body, retry_after }.into()
 }
@@ -614,7 +620,8 @@ fn fallback_code(status: u16) -> &'static str {
         429 => "TooManyRequests",
         503 => "ServiceUnavailable",
         s if s >= 500 => "InternalError",
-        _ => "BadRequest",
+        // Not OSS's BadRequest (which the SDKs retry): an unknown code, classified by status.
+        _ => "UnreadableError",
     }
 }
 

@@ -10,34 +10,78 @@ pub use crate::generated::error_codes::ErrorCode;
 use crate::types::ErrorBody;
 
 /// An error document from OSS.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServiceError {
     /// HTTP status.
     pub status: u16,
     /// The error code, typed.
     pub code: ErrorCode,
     /// The whole error document (Message, RequestId, HostId, EC, and on SignatureDoesNotMatch the
-    /// server's StringToSign).
+    /// server's StringToSign). It may quote an STS token: print it with care; `Display` and
+    /// `Debug` of this type redact it.
     pub body: ErrorBody,
     /// The wait the server asked for, if it sent `Retry-After`.
     pub retry_after: Option<Duration>,
 }
 
+/// The server's string to sign with any STS token in it replaced: OSS signs the token (as the
+/// `x-oss-security-token` header, or the `security-token` parameter of a presigned URL) and
+/// echoes the string on SignatureDoesNotMatch.
+pub fn redact_string_to_sign(s: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for line in s.split('\n') {
+        if line.to_ascii_lowercase().starts_with("x-oss-security-token:") {
+            out.push("x-oss-security-token:<redacted>".to_owned());
+            continue;
+        }
+        let mut line = line.to_owned();
+        for marker in ["security-token=", "x-oss-security-token="] {
+            let mut from = 0;
+            while let Some(i) = line[from..].find(marker).map(|i| i + from) {
+                let start = i + marker.len();
+                let end = line[start..].find('&').map_or(line.len(), |e| e + start);
+                line.replace_range(start..end, "<redacted>");
+                from = start + "<redacted>".len();
+            }
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OSS answered {} {}: {}", self.status, self.body.code, self.body.message)?;
-        if !self.body.request_id.is_empty() {
-            write!(f, " (RequestId {}", self.body.request_id)?;
+        write!(f, "OSS answered {} {}", self.status, self.body.code)?;
+        if let Some(message) = &self.body.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(id) = self.body.request_id.as_deref().filter(|id| !id.is_empty()) {
+            write!(f, " (RequestId {id}")?;
             if let Some(ec) = &self.body.ec {
                 write!(f, ", EC {ec}")?;
             }
             f.write_str(")")?;
         }
         if let Some(sts) = &self.body.string_to_sign {
-            // The server's string, to compare with the client's: it holds no secret.
-            write!(f, "; the server signed {sts:?}")?;
+            // The server's string, to compare with the client's (tokens redacted).
+            write!(f, "; the server signed {:?}", redact_string_to_sign(sts))?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.body.message)
+            .field("request_id", &self.body.request_id)
+            .field("host_id", &self.body.host_id)
+            .field("ec", &self.body.ec)
+            .field("string_to_sign", &self.body.string_to_sign.as_deref().map(redact_string_to_sign))
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +170,8 @@ impl Classify for Error {
     fn is_retryable(&self) -> bool {
         match self {
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
-            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            // A body cut off while it was read is a decode error in reqwest: retry it too.
+            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
             Error::MalformedResponse { .. } => true,
             // A part whose CRC-64 differs from what OSS stored is sent again (and overwrites it).
             Error::Integrity(_) => true,
@@ -148,5 +193,54 @@ impl Classify for Error {
             Error::MalformedResponse { .. } | Error::Integrity(_) => true,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_tokens_in_the_servers_string_to_sign_are_redacted() {
+        let sts = "PUT\n\n\nWed, 28 Dec 2022 10:27:41 GMT\nx-oss-date:x\nx-oss-security-token:TOKEN-123\n/b/k?partNumber=1&security-token=TOKEN-123&uploadId=U";
+        let redacted = redact_string_to_sign(sts);
+        assert!(!redacted.contains("TOKEN-123"), "{redacted}");
+        assert!(
+            redacted.contains("x-oss-security-token:<redacted>")
+                && redacted.contains("security-token=<redacted>&uploadId=U")
+        );
+        let e = ServiceError {
+            status: 403,
+            code: ErrorCode::SignatureDoesNotMatch,
+            body: ErrorBody {
+                code: "SignatureDoesNotMatch".into(),
+                string_to_sign: Some(sts.into()),
+                canonical_request: Some("x-oss-security-token:TOKEN-123".into()),
+                signature_provided: Some("SIG".into()),
+                ..ErrorBody::default()
+            },
+            retry_after: None,
+        };
+        for shown in [e.to_string(), format!("{e:?}"), format!("{:?}", Error::from(e.clone()))] {
+            assert!(!shown.contains("TOKEN-123") && !shown.contains("SIG\""), "{shown}");
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_and_status() {
+        use upload_core::Classify;
+        let service = |status, code: &str| {
+            Error::from(ServiceError {
+                status,
+                code: code.parse().unwrap_or(ErrorCode::Other(code.into())),
+                body: ErrorBody { code: code.into(), ..ErrorBody::default() },
+                retry_after: None,
+            })
+        };
+        assert!(service(503, "ServiceUnavailable").is_retryable());
+        assert!(service(403, "RequestTimeTooSkewed").is_retryable());
+        assert!(!service(404, "NoSuchUpload").is_retryable());
+        assert!(!service(400, "UnreadableError").is_retryable());
+        assert!(service(502, "UnreadableError").is_retryable());
     }
 }

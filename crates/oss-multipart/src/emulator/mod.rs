@@ -438,6 +438,11 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+/// A query component: `+` is a space there (form encoding), then percent-decoding.
+fn decode_query(s: &str) -> String {
+    decode(&s.replace('+', " "))
+}
+
 /// Parsed routing facts of a request.
 struct Route {
     bucket: Option<String>,
@@ -463,8 +468,8 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((n, v)) => (decode(n), decode(v)),
-            None => (decode(p), String::new()),
+            Some((n, v)) => (decode_query(n), decode_query(v)),
+            None => (decode_query(p), String::new()),
         })
         .collect();
     let path = req.uri().path();
@@ -841,7 +846,15 @@ fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Resul
             Some(s) => (s.crc, s.len, Blob::Discarded),
             None => {
                 let crc = Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default();
-                (crc, bytes.len() as u64, store_blob(ctx, &format!("{}-{number}", ctx.upload_id()), &bytes)?)
+                (
+                    crc,
+                    bytes.len() as u64,
+                    store_blob(
+                        ctx,
+                        &format!("{}-{number}", if ctx.upload_id().is_empty() { "put" } else { ctx.upload_id() }),
+                        &bytes,
+                    )?,
+                )
             }
         };
         let md5 = given_md5
@@ -871,7 +884,11 @@ fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Resul
             }
         }
     }
-    let blob = store_blob(ctx, &format!("{}-{number}", ctx.upload_id()), &bytes)?;
+    let blob = store_blob(
+        ctx,
+        &format!("{}-{number}", if ctx.upload_id().is_empty() { "put" } else { ctx.upload_id() }),
+        &bytes,
+    )?;
     Ok(StoredPart { blob, len: bytes.len() as u64, md5, crc: d.crc64.unwrap_or_default(), last_modified: now_iso() })
 }
 
@@ -1098,7 +1115,7 @@ fn list_parts(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     let store = ctx.shared.store();
     check_upload(&store, ctx)?;
     let upload = store.uploads.get(ctx.upload_id()).ok_or_else(|| OssFault::no_such_upload(ctx.upload_id()))?;
-    let after: Vec<(&u32, &StoredPart)> = upload.parts.range(marker + 1..).collect();
+    let after: Vec<(&u32, &StoredPart)> = upload.parts.range(marker.saturating_add(1)..).collect();
     let page: Vec<PartSummary> = after
         .iter()
         .take(max as usize)
@@ -1186,7 +1203,13 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
 
 fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     check_key(&ctx.key)?;
-    let part = save_part(ctx, 0, ctx.body.clone(), true)?;
+    // A name of its own for the temporary file: parallel PUTs must not share one.
+    let temp_number = {
+        let mut store = ctx.shared.store();
+        store.counter += 1;
+        u32::try_from(store.counter % u64::from(u32::MAX)).unwrap_or_default()
+    };
+    let part = save_part(ctx, temp_number, ctx.body.clone(), true)?;
     let blob = match (&ctx.shared.config.data_dir, &part.blob) {
         (Some(dir), Blob::File(tmp)) => {
             let path = dir.join(&ctx.bucket).join(&ctx.key);

@@ -212,14 +212,14 @@ pub struct ErrorBody {
     #[serde(rename = "Code")]
     pub code: String,
     #[doc = "What went wrong."]
-    #[serde(rename = "Message")]
-    pub message: String,
+    #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[doc = "The request id to quote to support."]
-    #[serde(rename = "RequestId")]
-    pub request_id: String,
+    #[serde(rename = "RequestId", default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[doc = "The host that answered."]
-    #[serde(rename = "HostId")]
-    pub host_id: String,
+    #[serde(rename = "HostId", default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
     #[doc = "The detailed error code, such as `0017-00000244`."]
     #[serde(rename = "EC", default, skip_serializing_if = "Option::is_none")]
     pub ec: Option<String>,
