@@ -86,15 +86,7 @@ impl OssProtocol {
 
 /// The part's MD5 as OSS's ETag shows it, when the ETag is a plain MD5.
 fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
-    let hex_part = etag.trim_matches('"');
-    if hex_part.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (o, pair) in out.iter_mut().zip(hex_part.as_bytes().chunks_exact(2)) {
-        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
+    upload_core::hash::from_hex(etag.trim_matches('"'))
 }
 
 impl Protocol for OssProtocol {

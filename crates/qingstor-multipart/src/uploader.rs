@@ -87,15 +87,7 @@ impl QingStorProtocol {
 }
 
 fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
-    let hex = etag.trim_matches('"');
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
+    upload_core::hash::from_hex(etag.trim_matches('"'))
 }
 
 impl Protocol for QingStorProtocol {

@@ -145,7 +145,8 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// Bytes from their hex form (either case), such as an MD5 from an ETag; `None` for anything else.
+pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N || !s.is_ascii() {
         return None;
     }
@@ -169,7 +170,9 @@ mod hex_opt {
     pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Option<[u8; N]>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) => super::unhex(&s).map(Some).ok_or_else(|| D::Error::custom(format!("expected {N} bytes of hex"))),
+            Some(s) => {
+                super::from_hex(&s).map(Some).ok_or_else(|| D::Error::custom(format!("expected {N} bytes of hex")))
+            }
         }
     }
 }
