@@ -260,6 +260,9 @@ impl Protocol for Fake {
         w.calls += 1;
         w.lists += 1;
         let s = w.sessions.get(session).ok_or_else(|| Self::fail(404, "no such session"))?;
+        if s.aborted || s.completed {
+            return Err(Self::fail(404, "session ended"));
+        }
         Ok(s.parts
             .iter()
             .map(|(&number, p)| ServerPart {
@@ -323,6 +326,10 @@ impl Protocol for Fake {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn is_session_gone(&self, error: &FakeError) -> bool {
+        error.status == 404
     }
 
     async fn abort(&self, session: &String) -> Result<(), FakeError> {

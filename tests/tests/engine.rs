@@ -583,3 +583,23 @@ async fn a_saved_state_with_an_impossible_plan_is_refused() {
     let err = Upload::resume(fake.clone(), Source::bytes(data), state, options()).run().await.unwrap_err();
     assert!(matches!(err, UploadError::StateCorrupt(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_the_vendor_no_longer_has_is_replaced() {
+    use upload_core::Protocol;
+    let data = Bytes::from(pattern(2 * MIB as usize, 30));
+    let fake = Fake::new(Config::new(rules(128 * KIB)));
+    let mut upload =
+        Upload::new(fake.clone(), Source::bytes(data.clone()), UploadOptions { concurrency: 1, ..options() });
+    upload.step(Duration::from_millis(1)).await.unwrap();
+    let state = upload.into_state().unwrap();
+    // The session expires on the server (a lifecycle rule, or an abort from elsewhere).
+    fake.abort(&state.session).await.unwrap();
+    let rec = Recorder::default();
+    let opts = UploadOptions { observer: Some(rec.observer()), ..options() };
+    let done = Upload::resume(fake.clone(), Source::bytes(data.clone()), state, opts).run().await.unwrap();
+    assert_eq!(stored_object(&fake), data);
+    assert_eq!(done.output.len, data.len() as u64);
+    assert_eq!(fake.world().creates, 2, "a new session replaced the one that was gone");
+    assert!(rec.events().iter().any(|e| matches!(e, Event::SessionRestarted { .. })));
+}

@@ -584,3 +584,22 @@ async fn parallel_puts_in_directory_mode_keep_their_own_bytes() {
         assert_eq!(emu.object("bucket", &format!("p{i}.bin")).unwrap(), body);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_upload_is_gone_starts_over_instead_of_failing_forever() {
+    let emu = emulator().await;
+    let dir = temp_dir("oss-gone");
+    let path = dir.join("source.bin");
+    let data = pattern(MIB as usize + 17, 12);
+    std::fs::write(&path, &data).unwrap();
+    let c = client(&emu, SignatureVersion::V4);
+    let uploader = Uploader::new(c.clone()).with_options(UploadOptions { concurrency: 1, ..quick_options() });
+    let mut upload = uploader.upload("bucket", "gone.bin", Source::file(&path).unwrap()).unwrap();
+    upload.step(Duration::from_millis(1)).await.unwrap();
+    let state = upload.into_state().unwrap();
+    // A lifecycle rule (or another process) aborts the upload.
+    c.abort_multipart_upload("bucket", "gone.bin", &state.session.upload_id).await.unwrap();
+    let mut resumed = uploader.resume("bucket", "gone.bin", Source::file(&path).unwrap(), state);
+    resumed.run().await.unwrap();
+    assert_eq!(emu.object("bucket", "gone.bin").unwrap(), data);
+}

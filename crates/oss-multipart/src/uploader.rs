@@ -187,6 +187,10 @@ impl Protocol for OssProtocol {
         }
     }
 
+    fn is_session_gone(&self, error: &Error) -> bool {
+        error.code() == Some(&ErrorCode::NoSuchUpload)
+    }
+
     async fn abort(&self, session: &OssSession) -> Result<(), Error> {
         self.client.abort_multipart_upload(&session.bucket, &session.key, &session.upload_id).await
     }

@@ -202,6 +202,10 @@ impl Protocol for QingStorProtocol {
         }
     }
 
+    fn is_session_gone(&self, error: &Error) -> bool {
+        error.code() == Some(&ErrorCode::UploadNotExists)
+    }
+
     async fn abort(&self, session: &QingStorSession) -> Result<(), Error> {
         self.client.abort_multipart_upload(&session.bucket, &session.key, &session.upload_id).await
     }

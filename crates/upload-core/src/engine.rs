@@ -500,53 +500,78 @@ impl<P: Protocol> Upload<P> {
         }
     }
 
-    /// Creates the session, or checks and reconciles a resumed one.
+    /// Creates the session, or checks and reconciles a resumed one. A resumed session the vendor
+    /// no longer has (completed after a crash, expired, aborted elsewhere) is replaced by a new
+    /// one: the server is the truth, and a checkpoint must never become a dead end.
     async fn prepare(&mut self) -> Result<(), Error<P>> {
+        if self.state.is_some() && !self.reconciled {
+            let Some(reason) = self.resume_session().await? else { return Ok(()) };
+            if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
+                return Err(UploadError::StateCorrupt(format!(
+                    "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
+                )));
+            }
+            tracing::warn!(%reason, "the upload session is gone; starting a new one");
+            self.emit(Event::SessionRestarted { reason });
+            self.state = None;
+            self.hasher = None;
+            self.carry.clear();
+        }
+        if self.state.is_none() {
+            return self.create_session().await;
+        }
+        Ok(())
+    }
+
+    /// Plans the parts and creates a new vendor session.
+    async fn create_session(&mut self) -> Result<(), Error<P>> {
         let rules = self.protocol.rules();
         let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
-        if self.state.is_none() {
-            let total = self.source.len();
-            let fingerprint = self.fingerprint().await?;
-            // Plan before creating anything, so bad input fails before a byte is sent.
-            let mut plan = PartPlan::new(&rules, total, self.options.part_size)?;
-            let protocol = self.protocol.clone();
-            let part_size = plan.part_size;
-            let created = self.call(Operation::Create, || protocol.create(total, part_size)).await?;
-            if rules.server_picks_part_size {
-                let size = created.part_size.ok_or_else(|| {
-                    UploadError::Protocol(format!("{} created a session without a part size", rules.vendor))
-                })?;
-                match PartPlan::new(&rules, total, PartSize::Exact(size)) {
-                    Ok(p) => plan = p,
-                    Err(e) => {
-                        // Nothing was sent; do not leave an empty session behind.
-                        let _ = protocol.abort(&created.session).await;
-                        return Err(e.into());
-                    }
+        let total = self.source.len();
+        let fingerprint = self.fingerprint().await?;
+        // Plan before creating anything, so bad input fails before a byte is sent.
+        let mut plan = PartPlan::new(&rules, total, self.options.part_size)?;
+        let protocol = self.protocol.clone();
+        let part_size = plan.part_size;
+        let created = self.call(Operation::Create, || protocol.create(total, part_size)).await?;
+        if rules.server_picks_part_size {
+            let size = created.part_size.ok_or_else(|| {
+                UploadError::Protocol(format!("{} created a session without a part size", rules.vendor))
+            })?;
+            match PartPlan::new(&rules, total, PartSize::Exact(size)) {
+                Ok(p) => plan = p,
+                Err(e) => {
+                    // Nothing was sent; do not leave an empty session behind.
+                    let _ = protocol.abort(&created.session).await;
+                    return Err(e.into());
                 }
             }
-            let hasher = WholeHasher::new(sequential);
-            self.state = Some(UploadState {
-                format: checkpoint::FORMAT.into(),
-                version: checkpoint::VERSION,
-                vendor: rules.vendor.into(),
-                target: self.protocol.target(),
-                session: created.session,
-                plan,
-                source: fingerprint,
-                parts: Vec::new(),
-                whole: Some(hasher.state()),
-            });
-            self.hasher = Some(hasher);
-            self.reconciled = true;
-            self.emit(Event::SessionCreated { part_size: plan.part_size, parts: plan.part_count(), total_len: total });
-            return self.save(true, &mut Instant::now());
         }
-        if self.reconciled {
-            return Ok(());
-        }
+        let hasher = WholeHasher::new(sequential);
+        self.state = Some(UploadState {
+            format: checkpoint::FORMAT.into(),
+            version: checkpoint::VERSION,
+            vendor: rules.vendor.into(),
+            target: self.protocol.target(),
+            session: created.session,
+            plan,
+            source: fingerprint,
+            parts: Vec::new(),
+            whole: Some(hasher.state()),
+        });
+        self.hasher = Some(hasher);
+        self.reconciled = true;
+        self.emit(Event::SessionCreated { part_size: plan.part_size, parts: plan.part_count(), total_len: total });
+        self.save(true, &mut Instant::now())
+    }
+
+    /// Checks a resumed state against this vendor, target and source, and reconciles it with what
+    /// the server holds. `Some(reason)` when the vendor no longer has the session.
+    async fn resume_session(&mut self) -> Result<Option<String>, Error<P>> {
+        let rules = self.protocol.rules();
+        let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
         let target = self.protocol.target();
-        let Some(state) = &self.state else { return Ok(()) };
+        let Some(state) = &self.state else { return Ok(None) };
         if state.format != checkpoint::FORMAT || state.version != checkpoint::VERSION {
             return Err(UploadError::StateCorrupt(format!("format {:?} version {}", state.format, state.version)));
         }
@@ -588,10 +613,16 @@ impl<P: Protocol> Upload<P> {
         let protocol = self.protocol.clone();
         let session = state.session.clone();
         let plan = state.plan;
-        let listed = self.call(Operation::ListParts, || protocol.list_parts(&session, &plan)).await?;
+        let listed = match self.call(Operation::ListParts, || protocol.list_parts(&session, &plan)).await {
+            Ok(listed) => listed,
+            Err(UploadError::Vendor { source, .. }) if self.protocol.is_session_gone(&source.error) => {
+                return Ok(Some(source.error.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
         self.reconcile(listed);
         self.reconciled = true;
-        Ok(())
+        Ok(None)
     }
 
     /// Replaces the state's parts with what the server holds and the plan allows.

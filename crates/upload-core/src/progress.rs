@@ -29,6 +29,12 @@ pub enum Event {
         /// Parts the state listed that the server does not hold (they will be sent again).
         parts_missing: u32,
     },
+    /// A resumed upload's session no longer exists on the server (completed after a crash,
+    /// expired, aborted elsewhere); a new session is being created.
+    SessionRestarted {
+        /// What the vendor said.
+        reason: String,
+    },
     /// An attempt to send a part began.
     PartStarted {
         /// Wire part number.

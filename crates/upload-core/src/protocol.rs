@@ -141,6 +141,13 @@ pub trait Protocol: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether an error means the vendor no longer has the session (completed, aborted or
+    /// expired): a resumed upload then starts a new session instead of failing forever.
+    fn is_session_gone(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Abandons the session and what it stores.
     fn abort(&self, session: &Self::Session) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
