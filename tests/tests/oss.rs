@@ -603,3 +603,29 @@ async fn a_checkpoint_whose_upload_is_gone_starts_over_instead_of_failing_foreve
     resumed.run().await.unwrap();
     assert_eq!(emu.object("bucket", "gone.bin").unwrap(), data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_storage_never_writes_outside_its_directory() {
+    use oss_multipart::signing::{SignableRequest, v1};
+    let dir = temp_dir("oss-traversal");
+    let emu = Emulator::start(EmulatorConfig { data_dir: Some(dir.join("data")), ..EmulatorConfig::default() })
+        .await
+        .unwrap();
+    // A raw request (our client refuses such keys before sending) with `..` segments.
+    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let req = SignableRequest::new("PUT", Some("bucket"), Some("a/../../../escaped.bin")).header("Date", &date);
+    let auth = v1::authorization(&emu.credentials(), &req).unwrap();
+    // Written by hand: HTTP clients normalise `..` away before sending.
+    let request = format!(
+        "PUT /bucket/a/../../../escaped.bin HTTP/1.1\r\nHost: {}\r\nDate: {date}\r\nAuthorization: {auth}\r\n\
+         Content-Length: 1\r\nConnection: close\r\n\r\nx",
+        emu.addr()
+    );
+    let mut stream = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("InvalidObjectName"), "{answer}");
+    assert!(!dir.join("escaped.bin").exists() && !dir.parent().unwrap().join("escaped.bin").exists());
+}

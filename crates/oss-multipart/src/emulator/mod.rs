@@ -762,6 +762,21 @@ fn dispatch(op: Operation, ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
 }
 
+/// Where an object lives in directory mode: `<dir>/<bucket>/<key>`, for keys that are plain
+/// relative paths. Keys with `.`, `..` or empty segments (or a trailing `/`) cannot be files
+/// there without escaping the directory or colliding, so directory mode refuses them.
+fn object_path(dir: &std::path::Path, bucket: &str, key: &str) -> Result<PathBuf, OssFault> {
+    let plain = key.split('/').all(|s| !s.is_empty() && s != "." && s != "..") && !key.contains('\\');
+    if !plain {
+        return Err(OssFault::new(
+            400,
+            "InvalidObjectName",
+            "The emulator's directory storage keeps objects as files and cannot store this key; use memory storage.",
+        ));
+    }
+    Ok(dir.join(bucket).join(key))
+}
+
 fn check_key(key: &str) -> Result<(), OssFault> {
     if key.is_empty() || key.len() > 1023 || key.starts_with('/') || key.starts_with('\\') {
         return Err(OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"));
@@ -1041,7 +1056,7 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
                 .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?,
         ),
         Some(dir) => {
-            let path = dir.join(&ctx.bucket).join(&ctx.key);
+            let path = object_path(dir, &ctx.bucket, &ctx.key)?;
             let write = || -> std::io::Result<()> {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
@@ -1212,7 +1227,7 @@ fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     let part = save_part(ctx, temp_number, ctx.body.clone(), true)?;
     let blob = match (&ctx.shared.config.data_dir, &part.blob) {
         (Some(dir), Blob::File(tmp)) => {
-            let path = dir.join(&ctx.bucket).join(&ctx.key);
+            let path = object_path(dir, &ctx.bucket, &ctx.key)?;
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
             }
