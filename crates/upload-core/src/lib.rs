@@ -65,6 +65,8 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod engine;
 pub mod hash;
 pub mod plan;

@@ -41,12 +41,15 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
-use tokio::net::TcpListener;
+use upload_core::emulator::{
+    Blob, Dropped, Reply, Server, Storage, decode, empty, host_name, http_date as now_http, iso_now as now_iso,
+    parse_query, read_body, take_fault, text_headers,
+};
 use upload_core::hash::crc64::Crc64;
 use upload_core::hash::{Digests, Hashes, hex};
 
@@ -80,64 +83,13 @@ pub enum Operation {
     DeleteObject,
 }
 
-/// What an injected fault does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FaultAction {
-    /// Answer this status with this error code (and `Retry-After` seconds), without doing anything.
-    Error {
-        /// HTTP status.
-        status: u16,
-        /// OSS error code.
-        code: String,
-        /// `Retry-After` in seconds.
-        retry_after: Option<u64>,
-    },
-    /// Read this many body bytes, then drop the connection without an answer.
-    ResetMidBody {
-        /// Bytes read before the reset.
-        after: usize,
-    },
-    /// Do the operation, then drop the connection without an answer (a lost response).
-    LoseResponse,
-    /// Wait this long before handling the request.
-    Delay(Duration),
-}
+pub use upload_core::emulator::FaultAction;
 
 /// A fault: which requests it hits, how often, and what it does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fault {
-    /// The operation it applies to (`None`: every operation).
-    pub operation: Option<Operation>,
-    /// The part number it applies to (`None`: every part).
-    pub part_number: Option<u32>,
-    /// How many requests it hits before it is spent.
-    pub times: u32,
-    /// What it does.
-    pub action: FaultAction,
-}
+pub type Fault = upload_core::emulator::Fault<Operation>;
 
 /// One request as the emulator saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LoggedRequest {
-    /// Method.
-    pub method: String,
-    /// Bucket, if any.
-    pub bucket: Option<String>,
-    /// Key, decoded, if any.
-    pub key: Option<String>,
-    /// The operation, when recognised.
-    pub operation: Option<Operation>,
-    /// Part number, for part uploads.
-    pub part_number: Option<u32>,
-    /// Body bytes received.
-    pub body_len: u64,
-    /// Status answered (0 when the connection was dropped).
-    pub status: u16,
-    /// Error code answered, if any.
-    pub error_code: Option<String>,
-    /// The access key whose signature checked out.
-    pub access_key_id: Option<String>,
-}
+pub type LoggedRequest = upload_core::emulator::LoggedRequest<Operation>;
 
 /// How an emulator starts.
 #[derive(Clone, Debug)]
@@ -217,16 +169,6 @@ fn xml_escape(s: &str) -> String {
 }
 
 #[derive(Clone, Debug)]
-enum Blob {
-    Memory(Bytes),
-    /// An object made of parts, kept as they are (no copy at completion).
-    Parts(Vec<Bytes>),
-    File(PathBuf),
-    /// Only the length and CRC were kept.
-    Discarded,
-}
-
-#[derive(Clone, Debug)]
 struct StoredPart {
     blob: Blob,
     len: u64,
@@ -265,6 +207,7 @@ struct Store {
 struct Shared {
     config: EmulatorConfig,
     keys: HashMap<String, String>,
+    storage: Storage,
     store: Mutex<Store>,
 }
 
@@ -276,79 +219,39 @@ impl Shared {
 
 /// A running emulator. Dropping it stops the server.
 pub struct Emulator {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Emulator")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .field("region", &self.shared.config.region)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn now_iso() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
-}
-
-fn now_http() -> String {
-    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
 impl Emulator {
     /// Starts an emulator on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
-        if let Some(dir) = &config.data_dir {
-            for b in &config.buckets {
-                std::fs::create_dir_all(dir.join(b))?;
-            }
-            std::fs::create_dir_all(dir.join(".uploads"))?;
-        }
-        let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        let storage = Storage::new(config.data_dir.clone(), &config.buckets)?;
         let keys = config.keys.iter().cloned().collect();
-        let shared = Arc::new(Shared { config, keys, store: Mutex::new(Store::default()) });
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let listen = config.listen;
+        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(Store::default()) });
         let server = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let shared = server.clone();
-                        tokio::spawn(async move {
-                            let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                            let io = hyper_util::rt::TokioIo::new(stream);
-                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                        });
-                    }
-                }
-            }
-        });
-        Ok(Self { addr, shared, stop: Some(stop) })
+        let server = Server::start(listen, move |req| handle(server.clone(), req)).await?;
+        Ok(Self { server, shared })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The endpoint to give a client: `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The region ID V4 signatures must name.
@@ -382,7 +285,7 @@ impl Emulator {
     /// The bytes of an object, if it exists.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Bytes> {
         let object = self.shared.store().objects.get(&(bucket.to_owned(), key.to_owned())).cloned()?;
-        read_blob(&object.blob).ok()
+        object.blob.read().ok()
     }
 
     /// The unfinished uploads: (bucket, key, upload id, part numbers).
@@ -411,38 +314,6 @@ fn unreachable_config() -> crate::Config {
     }
 }
 
-fn read_blob(blob: &Blob) -> std::io::Result<Bytes> {
-    match blob {
-        Blob::Memory(b) => Ok(b.clone()),
-        Blob::Parts(parts) => Ok(parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>().into()),
-        Blob::File(p) => std::fs::read(p).map(Bytes::from),
-        Blob::Discarded => Ok(Bytes::new()),
-    }
-}
-
-type Reply = Response<Full<Bytes>>;
-
-/// Dropping the connection without an answer.
-#[derive(Debug)]
-struct Dropped;
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by an injected fault")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
-
-/// A query component: `+` is a space there (form encoding), then percent-decoding.
-fn decode_query(s: &str) -> String {
-    decode(&s.replace('+', " "))
-}
-
 /// Parsed routing facts of a request.
 struct Route {
     bucket: Option<String>,
@@ -452,26 +323,9 @@ struct Route {
 }
 
 fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let hostname =
-        host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
-    let query = req
-        .uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => (decode_query(n), decode_query(v)),
-            None => (decode_query(p), String::new()),
-        })
-        .collect();
+    let host = host_name(req);
+    let hostname = host.as_str();
+    let query = parse_query(req.uri().query().unwrap_or_default());
     let path = req.uri().path();
     let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
         hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
@@ -533,59 +387,28 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
     };
 
     // An injected fault that applies, if any (spent as it is used).
-    let fault = {
-        let mut store = shared.store();
-        let found = store.faults.iter().position(|f| {
-            f.times > 0
-                && (f.operation.is_none() || f.operation == operation)
-                && (f.part_number.is_none() || f.part_number == part_number)
-        });
-        found.map(|i| {
-            store.faults[i].times -= 1;
-            store.faults[i].action.clone()
-        })
-    };
-
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
-        .collect();
-    let content_length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = req.into_body();
+    let fault = take_fault(&mut shared.store().faults, operation, part_number);
+    let headers = text_headers(req.headers());
+    let content_length: usize =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
     // One allocation of the announced size (growing a buffer costs more than the hashing);
     // in discard mode, only the CRC-64 of the frames as they pass.
     let discard =
         shared.config.discard_bodies && matches!(operation, Some(Operation::UploadPart | Operation::PutObject));
-    let mut received = BytesMut::with_capacity(if discard { 0 } else { content_length.min(6 << 30) });
-    let mut streamed = upload_core::hash::Crc64Stream::default();
     let reset_after = match &fault {
         Some(FaultAction::ResetMidBody { after }) => Some(*after),
         _ => None,
     };
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Ok(data) = frame.into_data() {
-            if discard {
-                streamed.update(&data);
-            } else {
-                received.extend_from_slice(&data);
-            }
-        }
-        let got = if discard { streamed.value().len as usize } else { received.len() };
-        if reset_after.is_some_and(|n| got >= n) {
-            entry.body_len = got as u64;
+    let received = match read_body(req.into_body(), content_length, discard, reset_after).await {
+        Ok(b) => b,
+        Err(got) => {
+            entry.body_len = got;
             shared.store().log.push(entry);
             return Err(Dropped);
         }
-    }
-    let body = received.freeze();
-    let streamed = discard.then(|| streamed.value());
-    entry.body_len = streamed.map_or(body.len() as u64, |s| s.len);
+    };
+    entry.body_len = received.len();
+    let (body, streamed) = (received.bytes, received.streamed);
 
     let signable = SignableRequest {
         method: method.to_string(),
@@ -734,12 +557,6 @@ fn ok_xml<T: Serialize>(doc: &T) -> Result<Reply, OssFault> {
         .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))
 }
 
-fn empty(status: u16) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r
-}
-
 fn etag_of(md5: &[u8; 16]) -> String {
     format!("\"{}\"", hex(md5).to_ascii_uppercase())
 }
@@ -762,30 +579,27 @@ fn dispatch(op: Operation, ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
 }
 
-/// Where an object lives in directory mode: `<dir>/<bucket>/<key>`, for keys that are plain
-/// relative paths. Keys with `.`, `..` or empty segments (or a trailing `/`) cannot be files
-/// there without escaping the directory or colliding, so directory mode refuses them.
-fn object_path(dir: &std::path::Path, bucket: &str, key: &str) -> Result<PathBuf, OssFault> {
-    let plain = key.split('/').all(|s| !s.is_empty() && s != "." && s != "..") && !key.contains('\\');
-    if !plain {
+fn internal(e: &std::io::Error) -> OssFault {
+    OssFault::new(500, "InternalError", &e.to_string())
+}
+
+fn check_key(ctx: &Ctx<'_>) -> Result<(), OssFault> {
+    let key = &ctx.key;
+    if key.is_empty() || key.len() > 1023 || key.starts_with('/') || key.starts_with('\\') {
+        return Err(OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"));
+    }
+    if !ctx.shared.storage.accepts_key(key) {
         return Err(OssFault::new(
             400,
             "InvalidObjectName",
             "The emulator's directory storage keeps objects as files and cannot store this key; use memory storage.",
         ));
     }
-    Ok(dir.join(bucket).join(key))
-}
-
-fn check_key(key: &str) -> Result<(), OssFault> {
-    if key.is_empty() || key.len() > 1023 || key.starts_with('/') || key.starts_with('\\') {
-        return Err(OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"));
-    }
     Ok(())
 }
 
 fn initiate(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
-    check_key(&ctx.key)?;
+    check_key(ctx)?;
     let upload_id = {
         let mut store = ctx.shared.store();
         store.counter += 1;
@@ -840,14 +654,7 @@ fn check_upload(store: &Store, ctx: &Ctx<'_>) -> Result<(), OssFault> {
 }
 
 fn store_blob(ctx: &Ctx<'_>, name: &str, bytes: &Bytes) -> Result<Blob, OssFault> {
-    match &ctx.shared.config.data_dir {
-        None => Ok(Blob::Memory(bytes.clone())),
-        Some(dir) => {
-            let path = dir.join(".uploads").join(name);
-            std::fs::write(&path, bytes).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
-            Ok(Blob::File(path))
-        }
-    }
+    ctx.shared.storage.keep(name, bytes).map_err(|e| internal(&e))
 }
 
 fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Result<StoredPart, OssFault> {
@@ -946,7 +753,7 @@ fn upload_part_copy(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
         .get(&(src_bucket.to_owned(), src_key.to_owned()))
         .cloned()
         .ok_or_else(|| OssFault::new(404, "NoSuchKey", "The specified key does not exist."))?;
-    let bytes = read_blob(&object.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
+    let bytes = object.blob.read().map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
     let bytes = match ctx.headers.header_value("x-oss-copy-source-range") {
         Some(range) => {
             let (a, b) = range
@@ -1046,37 +853,10 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
         hex(&Digests::compute(Hashes::MD5, &md5s).md5.unwrap_or_default()).to_ascii_uppercase(),
         parts.len()
     );
-    let blob = match &ctx.shared.config.data_dir {
-        _ if parts.iter().any(|p| matches!(p.blob, Blob::Discarded)) => Blob::Discarded,
-        None => Blob::Parts(
-            parts
-                .iter()
-                .map(|p| read_blob(&p.blob))
-                .collect::<Result<_, _>>()
-                .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?,
-        ),
-        Some(dir) => {
-            let path = object_path(dir, &ctx.bucket, &ctx.key)?;
-            let write = || -> std::io::Result<()> {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let mut out = std::fs::File::create(&path)?;
-                for p in &parts {
-                    std::io::Write::write_all(&mut out, &read_blob(&p.blob)?)?;
-                }
-                Ok(())
-            };
-            write().map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
-            Blob::File(path)
-        }
-    };
+    let blobs: Vec<&Blob> = parts.iter().map(|p| &p.blob).collect();
+    let blob = ctx.shared.storage.assemble(&ctx.bucket, &ctx.key, &blobs).map_err(|e| internal(&e))?;
     if let Some(u) = store.uploads.remove(ctx.upload_id()) {
-        for p in u.parts.values() {
-            if let Blob::File(path) = &p.blob {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        u.parts.values().for_each(|p| p.blob.remove());
     }
     store.objects.insert(
         (ctx.bucket.clone(), ctx.key.clone()),
@@ -1100,11 +880,7 @@ fn abort(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     let mut store = ctx.shared.store();
     check_upload(&store, ctx)?;
     if let Some(u) = store.uploads.remove(ctx.upload_id()) {
-        for p in u.parts.values() {
-            if let Blob::File(path) = &p.blob {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        u.parts.values().for_each(|p| p.blob.remove());
     }
     Ok(empty(204))
 }
@@ -1217,7 +993,7 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
 }
 
 fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
-    check_key(&ctx.key)?;
+    check_key(ctx)?;
     // A name of its own for the temporary file: parallel PUTs must not share one.
     let temp_number = {
         let mut store = ctx.shared.store();
@@ -1225,17 +1001,7 @@ fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
         u32::try_from(store.counter % u64::from(u32::MAX)).unwrap_or_default()
     };
     let part = save_part(ctx, temp_number, ctx.body.clone(), true)?;
-    let blob = match (&ctx.shared.config.data_dir, &part.blob) {
-        (Some(dir), Blob::File(tmp)) => {
-            let path = object_path(dir, &ctx.bucket, &ctx.key)?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
-            }
-            std::fs::rename(tmp, &path).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?;
-            Blob::File(path)
-        }
-        (_, b) => b.clone(),
-    };
+    let blob = ctx.shared.storage.promote(&ctx.bucket, &ctx.key, part.blob.clone()).map_err(|e| internal(&e))?;
     ctx.shared.store().objects.insert(
         (ctx.bucket.clone(), ctx.key.clone()),
         Object {
@@ -1261,7 +1027,7 @@ fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Reply, OssFault> {
     let body = if head {
         Bytes::new()
     } else {
-        read_blob(&object.blob).map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?
+        object.blob.read().map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))?
     };
     let mut builder = Response::builder()
         .status(200)
