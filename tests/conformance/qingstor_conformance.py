@@ -90,10 +90,18 @@ def expect(resp, status, what, code=None):
     return resp
 
 
+def field(resp, name):
+    """A field of a 2xx JSON body, which the SDK parses only under `Content-Type: application/json` exactly."""
+    if name not in resp:
+        raise AssertionError(f"no {name!r} in the parsed body {dict(resp)!r} (Content-Type "
+                             f"{resp.headers.get('Content-Type')!r}; the SDK parses only 'application/json')")
+    return resp[name]
+
+
 def multipart(b, key, parts, md5=True):
     """The flow of the SDK's multipart example: initiate, parts numbered from 0, complete."""
     r = expect(b.initiate_multipart_upload(key, content_type="application/octet-stream"), 200, "initiate")
-    upload_id = r["upload_id"]
+    upload_id = field(r, "upload_id")
     assert r.get("key") == key and r.get("bucket") == BUCKET, dict(r)
     for n, data in enumerate(parts):
         r = b.upload_multipart(key, upload_id=upload_id, part_number=str(n),
@@ -111,7 +119,7 @@ def explicit(key, nparts, seed):
         b = bucket()
         upload_id = multipart(b, key, parts)
         r = expect(b.list_multipart(key, upload_id=upload_id), 200, "list_multipart")
-        listed = [(p["part_number"], p["size"]) for p in r["object_parts"]]
+        listed = [(p["part_number"], p["size"]) for p in field(r, "object_parts")]
         assert listed == [(n, len(p)) for n, p in enumerate(parts)], listed
         r = b.complete_multipart_upload(key, upload_id=upload_id,
                                         object_parts=[{"part_number": n} for n in range(len(parts))])
@@ -178,16 +186,16 @@ def abort():
 def list_uploads():
     b = bucket()
     key = "unfinished/listed upload+.bin"
-    r = expect(b.initiate_multipart_upload(key), 200, "initiate")
-    upload_id = r["upload_id"]
+    upload_id = field(expect(b.initiate_multipart_upload(key), 200, "initiate"), "upload_id")
 
-    def listed():
+    def listed(some):
         r = expect(b.list_multipart_uploads(prefix="unfinished/"), 200, "list_multipart_uploads")
-        return [(u.get("key"), u.get("upload_id")) for u in r.get("uploads") or []]
-    found = listed()
+        uploads = field(r, "uploads") if some else r.get("uploads") or []
+        return [(u.get("key"), u.get("upload_id")) for u in uploads]
+    found = listed(True)
     assert (key, upload_id) in found, found
     expect(b.abort_multipart_upload(key, upload_id=upload_id), 204, "abort")
-    found = listed()
+    found = listed(False)
     assert upload_id not in [u for _, u in found], found
 
 
@@ -210,7 +218,7 @@ def refused(access_key, secret, code):
 def bad_digest():
     b = bucket()
     key = "bad-digest/x.bin"
-    upload_id = expect(b.initiate_multipart_upload(key), 200, "initiate")["upload_id"]
+    upload_id = field(expect(b.initiate_multipart_upload(key), 200, "initiate"), "upload_id")
     data = source(800, 4096)
     r = b.upload_multipart(key, upload_id=upload_id, part_number="0", content_md5=md5_b64(data + b"!"), body=data)
     expect(r, 400, "upload part with a wrong Content-MD5", "bad_digest")
@@ -272,7 +280,7 @@ def zone_host():
     key = "zone-host/x.bin"
     req = b.initiate_multipart_upload_request(key).sign()
     assert req.headers["Host"].startswith(f"{ZONE.lower()}.{HOST}"), req.headers["Host"]
-    upload_id = expect(b.initiate_multipart_upload(key), 200, "initiate")["upload_id"]
+    upload_id = field(expect(b.initiate_multipart_upload(key), 200, "initiate"), "upload_id")
     expect(b.abort_multipart_upload(key, upload_id=upload_id), 204, "abort")
 
 

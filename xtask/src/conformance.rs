@@ -17,12 +17,20 @@ struct Suite {
     script: &'static str,
 }
 
-const SUITES: &[Suite] = &[Suite {
-    name: "OSS (oss2, alibabacloud-oss-v2)",
-    package: "oss-multipart",
-    example: "oss_emulator",
-    script: "tests/conformance/oss_conformance.py",
-}];
+const SUITES: &[Suite] = &[
+    Suite {
+        name: "OSS (oss2, alibabacloud-oss-v2)",
+        package: "oss-multipart",
+        example: "oss_emulator",
+        script: "tests/conformance/oss_conformance.py",
+    },
+    Suite {
+        name: "QingStor (qingstor-sdk)",
+        package: "qingstor-multipart",
+        example: "qingstor_emulator",
+        script: "tests/conformance/qingstor_conformance.py",
+    },
+];
 
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())

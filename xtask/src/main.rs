@@ -107,6 +107,13 @@ fn main() -> ExitCode {
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("conformance") => match conformance::run_all(&project_root()) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        },
         Some("codegen") => {
             let mode = if args.iter().any(|a| a == "--check") { codegen::Mode::Check } else { codegen::Mode::Write };
             match codegen::run(&project_root(), mode) {
@@ -121,7 +128,9 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [--size MIB] [--rounds N] [--skip-oss] | codegen [--check]>");
+            eprintln!(
+                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] | codegen [--check]>"
+            );
             false
         }
     };

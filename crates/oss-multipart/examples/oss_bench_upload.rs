@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use oss_multipart::upload_core::emulator::process_usage as usage_split;
 use oss_multipart::upload_core::{Digests, Hashes, PartSize};
 use oss_multipart::{Client, Config, Credentials, Source, UploadOptions, Uploader};
 
@@ -15,28 +16,10 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
-/// (CPU seconds, peak RSS bytes) of this process, from /proc (Linux).
+/// (CPU seconds, peak RSS bytes) of this process.
 fn usage() -> (f64, u64) {
     let (user, system, rss) = usage_split();
     (user + system, rss)
-}
-
-/// (user seconds, system seconds, peak RSS bytes).
-fn usage_split() -> (f64, f64, u64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100.
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let (user, system) = (field(11), field(12));
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    (user as f64 / 100.0, system as f64 / 100.0, hwm_kib * 1024)
 }
 
 #[tokio::main]

@@ -12,6 +12,8 @@
 
 pub mod client;
 pub mod config;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 mod generated;
 pub mod signing;

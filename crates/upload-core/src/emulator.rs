@@ -406,9 +406,29 @@ pub fn http_date() -> String {
     chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// The current time as ISO 8601 with milliseconds (`2026-11-22T05:26:20.000Z`).
+/// The current time as ISO 8601 with a zero millisecond field (`2026-11-22T05:26:20.000Z`), the
+/// form the vendors send and some official SDKs insist on.
 pub fn iso_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
+}
+
+/// CPU seconds (user, system) and peak RSS bytes of this process, from `/proc` (Linux; zeros
+/// elsewhere), for the benchmark clients that run against the emulators.
+pub fn process_usage() -> (f64, f64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100.
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (user, system) = (field(11), field(12));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (user as f64 / 100.0, system as f64 / 100.0, hwm_kib * 1024)
 }
 
 #[cfg(test)]

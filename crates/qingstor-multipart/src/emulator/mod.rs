@@ -1,0 +1,947 @@
+//! An in-process QingStor server (feature `emulator`) for tests, benchmarks, the CLI and users'
+//! own tests.
+//!
+//! It speaks the multipart family, Put Object, Get Object, Head Object and Delete Object over
+//! HTTP/1.1 on loopback, with what makes QingStor strict:
+//!
+//! * path-style and virtual-host addressing (`<bucket>.<zone>.<host>`: a Host whose first label
+//!   is a bucket; path style for IP and `localhost` hosts);
+//! * QS signatures, header and presigned, verified over the request path exactly as it arrived
+//!   (the official SDKs encode keys differently and QingStor accepts them all), with unknown keys
+//!   refused as `401 invalid_access_key_id`, mismatches as `401 signature_not_matched`, and
+//!   requests more than 15 minutes from the server clock (or past their `expires`) as
+//!   `403 request_expired`;
+//! * the multipart rules: part numbers 0–10000, Content-MD5 checked (`bad_digest`), parts
+//!   overwritten by number, 201 for parts and Complete, Complete in ascending order with
+//!   matching ETags and the 4 MiB minimum for every listed part but the last
+//!   (`entity_too_small`), the whole-object ETag stored as the `ETag` header gave it, Abort
+//!   answering 204 whether or not the upload exists, `upload_not_exists` after Complete or Abort,
+//!   List Multipart and List Multipart Uploads with their paging;
+//! * JSON error documents (`code`, `message`, `request_id`, `url`), `x-qs-request-id` and
+//!   `Server: QingStor` on every answer;
+//! * storage in memory or in a directory (objects as plain files, comparable with `cmp`);
+//! * fault injection per operation and per part ([`Fault`]) and a request log, shared with the
+//!   other emulators.
+//!
+//! ```
+//! use qingstor_multipart::emulator::{Emulator, EmulatorConfig};
+//! use qingstor_multipart::{Client, Source, Uploader};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = Emulator::start(EmulatorConfig::default()).await?;
+//! let uploader = Uploader::new(Client::new(emulator.client_config())?);
+//! let mut upload = uploader.upload("bucket", "hello.txt", Source::bytes(&b"hello"[..]))?;
+//! upload.run().await?;
+//! assert_eq!(emulator.object("bucket", "hello.txt").as_deref(), Some(&b"hello"[..]));
+//! # Ok(()) }
+//! ```
+
+mod auth;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use upload_core::emulator::{
+    Blob, Dropped, Reply, Server, Storage, decode, empty, host_name, http_date, iso_now, parse_query, read_body,
+    take_fault, text_headers,
+};
+use upload_core::hash::crc64::Crc64;
+use upload_core::hash::{Digests, Hashes, hex};
+
+pub use upload_core::emulator::FaultAction;
+
+use crate::signing::{Credentials, SignableRequest};
+use crate::types::*;
+
+/// The operations the emulator knows, for faults and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Operation {
+    /// POST ?uploads
+    InitiateMultipartUpload,
+    /// PUT ?part_number&upload_id
+    UploadMultipart,
+    /// PUT ?part_number&upload_id with x-qs-copy-source
+    UploadMultipartCopy,
+    /// POST ?upload_id
+    CompleteMultipartUpload,
+    /// DELETE ?upload_id
+    AbortMultipartUpload,
+    /// GET ?upload_id
+    ListMultipart,
+    /// GET bucket ?uploads
+    ListMultipartUploads,
+    /// PUT object
+    PutObject,
+    /// GET object
+    GetObject,
+    /// HEAD object
+    HeadObject,
+    /// DELETE object
+    DeleteObject,
+}
+
+/// A fault: which requests it hits, how often, and what it does.
+pub type Fault = upload_core::emulator::Fault<Operation>;
+
+/// One request as the emulator saw it.
+pub type LoggedRequest = upload_core::emulator::LoggedRequest<Operation>;
+
+/// The smallest part QingStor accepts, except the last.
+pub const MIN_PART: u64 = 4 * 1024 * 1024;
+
+/// The largest part or single object.
+pub const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How an emulator starts.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The zone it presents itself as (virtual-host names are `<bucket>.<zone>.<host>`).
+    pub zone: String,
+    /// Access keys and their secrets.
+    pub keys: Vec<(String, String)>,
+    /// Buckets that exist.
+    pub buckets: Vec<String>,
+    /// Keep objects and parts as files here instead of in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Compute the MD5 of every part to check `Content-MD5` and form the ETag, as QingStor does.
+    /// Benchmarks turn it off so the server does not compete with the client for the CPU: the
+    /// ETag then comes from `Content-MD5` when sent (ETags are opaque otherwise).
+    pub verify_md5: bool,
+    /// Keep only the length and CRC-64 of what is uploaded, not the bytes (benchmarks of
+    /// multi-gigabyte uploads; objects then read back as empty).
+    pub discard_bodies: bool,
+    /// Apply the 15-minute rule and presigned expiry (off only to replay old signed requests).
+    pub check_time: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            zone: "emu1".into(),
+            keys: vec![("EMULATORACCESSKEY".into(), "emulator-secret-access-key".into())],
+            buckets: vec!["bucket".into()],
+            data_dir: None,
+            verify_md5: true,
+            discard_bodies: false,
+            check_time: true,
+        }
+    }
+}
+
+const ERROR_DOCS: &str = "https://docsv4.qingcloud.com/user_guide/storage/object_storage/api/error_code/";
+
+/// An error answer, built by the handlers and the signature checks.
+#[derive(Clone, Debug)]
+pub(crate) struct QsFault {
+    status: u16,
+    code: String,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl QsFault {
+    pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
+        Self { status, code: code.into(), message: message.into(), retry_after: None }
+    }
+
+    fn upload_not_exists() -> Self {
+        Self::new(404, "upload_not_exists", "The upload does not exist; it may have been completed or aborted.")
+    }
+
+    fn internal(e: &std::io::Error) -> Self {
+        Self::new(500, "internal_error", &e.to_string())
+    }
+}
+
+#[derive(Clone, Debug)]
+struct StoredPart {
+    blob: Blob,
+    len: u64,
+    md5: [u8; 16],
+    created: String,
+}
+
+#[derive(Debug)]
+struct UploadRec {
+    bucket: String,
+    key: String,
+    created: String,
+    /// Initiate order, for listing uploads of one key by creation time.
+    serial: u64,
+    content_type: Option<String>,
+    parts: BTreeMap<u32, StoredPart>,
+}
+
+#[derive(Clone, Debug)]
+struct Object {
+    blob: Blob,
+    len: u64,
+    etag: Option<String>,
+    content_type: Option<String>,
+    last_modified: String,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    objects: BTreeMap<(String, String), Object>,
+    uploads: BTreeMap<String, UploadRec>,
+    faults: Vec<Fault>,
+    log: Vec<LoggedRequest>,
+    counter: u64,
+}
+
+struct Shared {
+    config: EmulatorConfig,
+    keys: HashMap<String, String>,
+    storage: Storage,
+    store: Mutex<Store>,
+}
+
+impl Shared {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct Emulator {
+    server: Server,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.server.addr())
+            .field("zone", &self.shared.config.zone)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Starts an emulator on the current tokio runtime.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
+        let storage = Storage::new(config.data_dir.clone(), &config.buckets)?;
+        let keys = config.keys.iter().cloned().collect();
+        let listen = config.listen;
+        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(Store::default()) });
+        let server = shared.clone();
+        let server = Server::start(listen, move |req| handle(server.clone(), req)).await?;
+        Ok(Self { server, shared })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The endpoint to give a client: `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// The zone it presents itself as.
+    pub fn zone(&self) -> &str {
+        &self.shared.config.zone
+    }
+
+    /// The first access key and secret.
+    pub fn credentials(&self) -> Credentials {
+        let (ak, sk) = self.shared.config.keys.first().cloned().unwrap_or_default();
+        Credentials::new(ak, sk)
+    }
+
+    /// A client configuration for this emulator (path style, its first key).
+    pub fn client_config(&self) -> crate::Config {
+        let base = crate::Config::new(self.credentials());
+        let mut config = base.clone().with_endpoint(&self.endpoint()).unwrap_or(base);
+        config.zone = Some(self.shared.config.zone.clone());
+        config
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.store().faults.push(fault);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.store().log.clone()
+    }
+
+    /// The bytes of an object, if it exists.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Bytes> {
+        let object = self.shared.store().objects.get(&(bucket.to_owned(), key.to_owned())).cloned()?;
+        object.blob.read().ok()
+    }
+
+    /// The ETag an object was stored with, if it exists and has one.
+    pub fn object_etag(&self, bucket: &str, key: &str) -> Option<String> {
+        self.shared.store().objects.get(&(bucket.to_owned(), key.to_owned())).and_then(|o| o.etag.clone())
+    }
+
+    /// The unfinished uploads: (bucket, key, upload id, part numbers).
+    pub fn uploads(&self) -> Vec<(String, String, String, Vec<u32>)> {
+        self.shared
+            .store()
+            .uploads
+            .iter()
+            .map(|(id, u)| (u.bucket.clone(), u.key.clone(), id.clone(), u.parts.keys().copied().collect()))
+            .collect()
+    }
+}
+
+/// Parsed routing facts of a request.
+struct Route {
+    bucket: Option<String>,
+    key: Option<String>,
+    /// The canonical path QingStor signs: the raw request path, `/<bucket>` in front for a
+    /// virtual-host request.
+    canonical: String,
+    query: Vec<(String, String)>,
+}
+
+fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
+    let hostname = host_name(req);
+    let query = parse_query(req.uri().query().unwrap_or_default());
+    let path = req.uri().path();
+    let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
+        hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
+    });
+    match virtual_bucket {
+        Some(b) => Route {
+            bucket: Some(b.to_owned()),
+            key: path.strip_prefix('/').filter(|k| !k.is_empty()).map(decode),
+            canonical: format!("/{b}{path}"),
+            query,
+        },
+        None => {
+            let rest = path.strip_prefix('/').unwrap_or(path);
+            let (bucket, key) = match rest.split_once('/') {
+                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then(|| decode(k))),
+                None if !rest.is_empty() => (Some(decode(rest)), None),
+                None => (None, None),
+            };
+            Route { bucket, key, canonical: path.to_owned(), query }
+        }
+    }
+}
+
+fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Operation> {
+    let has = |n: &str| route.query.iter().any(|(q, _)| q == n);
+    let op = match (method.as_str(), route.key.is_some()) {
+        ("POST", true) if has("uploads") => Operation::InitiateMultipartUpload,
+        ("POST", true) if has("upload_id") => Operation::CompleteMultipartUpload,
+        ("PUT", true) if has("upload_id") || has("part_number") => {
+            if copy {
+                Operation::UploadMultipartCopy
+            } else {
+                Operation::UploadMultipart
+            }
+        }
+        ("DELETE", true) if has("upload_id") => Operation::AbortMultipartUpload,
+        ("GET", true) if has("upload_id") => Operation::ListMultipart,
+        ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
+        ("PUT", true) => Operation::PutObject,
+        ("GET", true) => Operation::GetObject,
+        ("HEAD", true) => Operation::HeadObject,
+        ("DELETE", true) => Operation::DeleteObject,
+        _ => return None,
+    };
+    Some(op)
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    let route = route(&shared, &req);
+    let method = req.method().clone();
+    let copy = req.headers().contains_key("x-qs-copy-source");
+    let operation = operation_of(&method, &route, copy);
+    let part_number = route.query.iter().find(|(n, _)| n == "part_number").and_then(|(_, v)| v.parse().ok());
+    let mut entry = LoggedRequest {
+        method: method.to_string(),
+        bucket: route.bucket.clone(),
+        key: route.key.clone(),
+        operation,
+        part_number,
+        body_len: 0,
+        status: 0,
+        error_code: None,
+        access_key_id: None,
+    };
+    let fault = take_fault(&mut shared.store().faults, operation, part_number);
+    let headers = text_headers(req.headers());
+    let content_length: Option<usize> =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let discard =
+        shared.config.discard_bodies && matches!(operation, Some(Operation::UploadMultipart | Operation::PutObject));
+    let reset_after = match &fault {
+        Some(FaultAction::ResetMidBody { after }) => Some(*after),
+        _ => None,
+    };
+    let received = match read_body(req.into_body(), content_length.unwrap_or(0), discard, reset_after).await {
+        Ok(b) => b,
+        Err(got) => {
+            entry.body_len = got;
+            shared.store().log.push(entry);
+            return Err(Dropped);
+        }
+    };
+    entry.body_len = received.len();
+
+    let signable = SignableRequest {
+        method: method.to_string(),
+        path: route.canonical.clone(),
+        query: route.query.clone(),
+        headers: headers.clone(),
+    };
+    let mut signer = None;
+    let result: Result<Reply, QsFault> = async {
+        match &fault {
+            Some(FaultAction::Error { status, code, retry_after }) => {
+                let mut f = QsFault::new(*status, code, "Injected by the emulator.");
+                f.retry_after = *retry_after;
+                return Err(f);
+            }
+            Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
+            _ => {}
+        }
+        let bucket = route.bucket.clone().unwrap_or_default();
+        if !shared.config.buckets.contains(&bucket) {
+            return Err(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist."));
+        }
+        signer = Some(auth::verify(&signable, &shared.keys, SystemTime::now(), shared.config.check_time)?);
+        let op = operation
+            .ok_or_else(|| QsFault::new(405, "method_not_allowed", "This request is not supported by the emulator."))?;
+        if matches!(op, Operation::UploadMultipart | Operation::PutObject) && content_length.is_none() {
+            return Err(QsFault::new(411, "length_required", "Content-Length is required."));
+        }
+        let ctx = Ctx {
+            shared: &shared,
+            bucket,
+            key: route.key.clone().unwrap_or_default(),
+            query: &route.query,
+            headers: &signable,
+            body: received.bytes,
+            streamed: received.streamed,
+        };
+        dispatch(op, &ctx)
+    }
+    .await;
+
+    let request_id = format!("{:016x}", 0x5e00_0000_0000_u64 + upload_core::emulator::unique());
+    let mut reply = match result {
+        Ok(r) => r,
+        Err(f) => {
+            entry.error_code = Some(f.code.clone());
+            error_reply(&f, &request_id, method == hyper::Method::HEAD)
+        }
+    };
+    let headers = reply.headers_mut();
+    if let Ok(v) = request_id.parse() {
+        headers.insert("x-qs-request-id", v);
+    }
+    headers.insert("server", hyper::header::HeaderValue::from_static("QingStor"));
+    if let Ok(date) = http_date().parse() {
+        headers.insert("date", date);
+    }
+    entry.status = reply.status().as_u16();
+    entry.access_key_id = signer;
+    let lose = matches!(fault, Some(FaultAction::LoseResponse));
+    if lose {
+        entry.status = 0;
+    }
+    shared.store().log.push(entry);
+    if lose {
+        return Err(Dropped);
+    }
+    Ok(reply)
+}
+
+fn error_reply(f: &QsFault, request_id: &str, head: bool) -> Reply {
+    let doc = ErrorBody {
+        code: f.code.clone(),
+        message: Some(f.message.clone()),
+        request_id: Some(request_id.to_owned()),
+        url: Some(ERROR_DOCS.to_owned()),
+    };
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json");
+    if let Some(s) = f.retry_after {
+        builder = builder.header("retry-after", s.to_string());
+    }
+    let body = if head { Bytes::new() } else { Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()) };
+    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+struct Ctx<'a> {
+    shared: &'a Shared,
+    bucket: String,
+    key: String,
+    query: &'a [(String, String)],
+    headers: &'a SignableRequest,
+    body: Bytes,
+    /// Length and CRC-64 of a body that was not kept (discard mode).
+    streamed: Option<Crc64>,
+}
+
+impl Ctx<'_> {
+    fn q(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn upload_id(&self) -> &str {
+        self.q("upload_id").unwrap_or_default()
+    }
+}
+
+fn ok_json<T: Serialize>(status: u16, doc: &T) -> Result<Reply, QsFault> {
+    let body = serde_json::to_vec(doc).map_err(|e| QsFault::new(500, "internal_error", &e.to_string()))?;
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| QsFault::new(500, "internal_error", &e.to_string()))
+}
+
+fn dispatch(op: Operation, ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    match op {
+        Operation::InitiateMultipartUpload => initiate(ctx),
+        Operation::UploadMultipart => upload_part(ctx),
+        Operation::UploadMultipartCopy => upload_part_copy(ctx),
+        Operation::CompleteMultipartUpload => complete(ctx),
+        Operation::AbortMultipartUpload => abort(ctx),
+        Operation::ListMultipart => list_parts(ctx),
+        Operation::ListMultipartUploads => list_uploads(ctx),
+        Operation::PutObject => put_object(ctx),
+        Operation::GetObject | Operation::HeadObject => get_object(ctx, op == Operation::HeadObject),
+        Operation::DeleteObject => {
+            let removed = ctx.shared.store().objects.remove(&(ctx.bucket.clone(), ctx.key.clone()));
+            if let Some(o) = removed {
+                o.blob.remove();
+            }
+            Ok(empty(204))
+        }
+    }
+}
+
+fn check_key(ctx: &Ctx<'_>) -> Result<(), QsFault> {
+    let key = &ctx.key;
+    if key.is_empty() || key.len() > 1023 || key.starts_with('/') {
+        return Err(QsFault::new(400, "invalid_object_name", "The object name is invalid."));
+    }
+    if !ctx.shared.storage.accepts_key(key) {
+        return Err(QsFault::new(
+            400,
+            "invalid_object_name",
+            "The emulator's directory storage keeps objects as files and cannot store this key; use memory storage.",
+        ));
+    }
+    Ok(())
+}
+
+fn initiate(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    check_key(ctx)?;
+    if let Some(class) = ctx.headers.header_value("x-qs-storage-class")
+        && !matches!(class.as_str(), "STANDARD" | "STANDARD_IA")
+    {
+        return Err(QsFault::new(400, "invalid_request", "x-qs-storage-class must be STANDARD or STANDARD_IA."));
+    }
+    let upload_id = {
+        let mut store = ctx.shared.store();
+        store.counter += 1;
+        let serial = store.counter;
+        let id = hex(&Digests::compute(Hashes::MD5, format!("{}/{}#{serial}", ctx.bucket, ctx.key).as_bytes())
+            .md5
+            .unwrap_or_default());
+        store.uploads.insert(
+            id.clone(),
+            UploadRec {
+                bucket: ctx.bucket.clone(),
+                key: ctx.key.clone(),
+                created: iso_now(),
+                serial,
+                content_type: ctx.headers.header_value("content-type"),
+                parts: BTreeMap::new(),
+            },
+        );
+        id
+    };
+    ok_json(
+        200,
+        &InitiateMultipartUploadOutput { upload_id, bucket: Some(ctx.bucket.clone()), key: Some(ctx.key.clone()) },
+    )
+}
+
+fn part_number(ctx: &Ctx<'_>) -> Result<u32, QsFault> {
+    let raw = ctx.q("part_number").unwrap_or_default();
+    match raw.parse::<u32>() {
+        Ok(n) if n <= crate::client::MAX_PART_NUMBER => Ok(n),
+        _ => Err(QsFault::new(
+            400,
+            "invalid_argument",
+            &format!("part_number {raw:?} is not an integer between 0 and 10000."),
+        )),
+    }
+}
+
+fn check_upload(store: &Store, ctx: &Ctx<'_>) -> Result<(), QsFault> {
+    match store.uploads.get(ctx.upload_id()) {
+        Some(u) if u.bucket == ctx.bucket && u.key == ctx.key => Ok(()),
+        _ => Err(QsFault::upload_not_exists()),
+    }
+}
+
+/// Checks and keeps a body: size, `Content-MD5` (when `check_md5`), MD5 and CRC-64.
+fn save_part(ctx: &Ctx<'_>, name: &str, bytes: Bytes, check_md5: bool) -> Result<StoredPart, QsFault> {
+    let len = ctx.streamed.map_or(bytes.len() as u64, |s| s.len);
+    if len > MAX_PART {
+        return Err(QsFault::new(400, "entity_too_large", "The part or object is larger than 5 GB."));
+    }
+    let given = match ctx.headers.header_value("content-md5").filter(|_| check_md5) {
+        None => None,
+        Some(g) => match STANDARD.decode(g.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
+            Some(md5) => Some(md5),
+            None => return Err(QsFault::new(400, "invalid_argument", "Content-MD5 is not the base64 of 16 bytes.")),
+        },
+    };
+    if !ctx.shared.config.verify_md5 {
+        let (crc, blob) = match ctx.streamed {
+            Some(s) => (s.crc, Blob::Discarded),
+            None => (
+                Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default(),
+                ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::internal(&e))?,
+            ),
+        };
+        let md5 = given.unwrap_or_else(|| {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&crc.to_be_bytes());
+            id[8..].copy_from_slice(&len.to_be_bytes());
+            id
+        });
+        return Ok(StoredPart { blob, len, md5, created: iso_now() });
+    }
+    let md5 = Digests::compute(Hashes::MD5, &bytes).md5.unwrap_or_default();
+    if given.is_some_and(|g| g != md5) {
+        return Err(QsFault::new(400, "bad_digest", "The Content-MD5 you specified did not match what was received."));
+    }
+    let blob = ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::internal(&e))?;
+    Ok(StoredPart { blob, len, md5, created: iso_now() })
+}
+
+fn part_reply(part: &StoredPart) -> Result<Reply, QsFault> {
+    Response::builder()
+        .status(201)
+        .header("etag", format!("\"{}\"", hex(&part.md5)))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| QsFault::new(500, "internal_error", &e.to_string()))
+}
+
+fn keep_part(ctx: &Ctx<'_>, number: u32, part: StoredPart) -> Result<(), QsFault> {
+    let mut store = ctx.shared.store();
+    // Checked again: the upload may have been completed or aborted meanwhile.
+    if let Err(e) = check_upload(&store, ctx) {
+        part.blob.remove();
+        return Err(e);
+    }
+    // Every part has a file name of its own: the one it replaces goes.
+    if let Some(u) = store.uploads.get_mut(ctx.upload_id())
+        && let Some(old) = u.parts.insert(number, part)
+    {
+        old.blob.remove();
+    }
+    Ok(())
+}
+
+fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let number = part_number(ctx)?;
+    check_upload(&ctx.shared.store(), ctx)?;
+    let name = format!("{}-{number}-{}", ctx.upload_id(), upload_core::emulator::unique());
+    let part = save_part(ctx, &name, ctx.body.clone(), true)?;
+    let reply = part_reply(&part)?;
+    keep_part(ctx, number, part)?;
+    Ok(reply)
+}
+
+fn upload_part_copy(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let number = part_number(ctx)?;
+    check_upload(&ctx.shared.store(), ctx)?;
+    let source = decode(&ctx.headers.header_value("x-qs-copy-source").unwrap_or_default());
+    let (src_bucket, src_key) = source
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(|| QsFault::new(400, "invalid_argument", "x-qs-copy-source must be /bucket/key."))?;
+    let object = ctx
+        .shared
+        .store()
+        .objects
+        .get(&(src_bucket.to_owned(), src_key.to_owned()))
+        .cloned()
+        .ok_or_else(|| QsFault::new(404, "object_not_exists", "The copy source does not exist."))?;
+    let bytes = object.blob.read().map_err(|e| QsFault::internal(&e))?;
+    let total = bytes.len();
+    let (bytes, range) = match ctx.headers.header_value("x-qs-copy-range") {
+        Some(range) => {
+            let (a, b) = range
+                .strip_prefix("bytes=")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .filter(|(a, b)| a <= b && *b < total)
+                .ok_or_else(|| QsFault::new(416, "invalid_range", "x-qs-copy-range is not satisfiable."))?;
+            (bytes.slice(a..=b), Some(format!("bytes {a}-{b}/{total}")))
+        }
+        None => (bytes, None),
+    };
+    let name = format!("{}-{number}-{}", ctx.upload_id(), upload_core::emulator::unique());
+    // Copies are never in discard mode: `save_part` hashes the copied bytes.
+    let part = save_part(ctx, &name, bytes, false)?;
+    let mut reply = part_reply(&part)?;
+    if let Some(r) = range.and_then(|r| r.parse().ok()) {
+        reply.headers_mut().insert("x-qs-content-copy-range", r);
+    }
+    keep_part(ctx, number, part)?;
+    Ok(reply)
+}
+
+fn complete(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let doc: CompleteMultipartUploadInput = serde_json::from_slice(&ctx.body)
+        .map_err(|e| QsFault::new(400, "invalid_json", &format!("The request body is not valid JSON: {e}.")))?;
+    let listed = doc.object_parts;
+    if listed.is_empty() {
+        return Err(QsFault::new(400, "invalid_request", "object_parts must list at least one part."));
+    }
+    if listed.len() > 10_000 {
+        return Err(QsFault::new(400, "max_parts_exceeded", "An object has at most 10000 parts."));
+    }
+    if listed.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(QsFault::new(400, "invalid_request", "object_parts must be in ascending part_number order."));
+    }
+    let mut store = ctx.shared.store();
+    check_upload(&store, ctx)?;
+    let upload = store.uploads.get(ctx.upload_id()).ok_or_else(QsFault::upload_not_exists)?;
+    let mut parts = Vec::with_capacity(listed.len());
+    for (i, p) in listed.iter().enumerate() {
+        let Some(stored) = upload.parts.get(&p.part_number) else {
+            return Err(QsFault::new(
+                400,
+                "invalid_request",
+                &format!("Part {} has not been uploaded.", p.part_number),
+            ));
+        };
+        if let Some(etag) = &p.etag
+            && !etag.trim().trim_matches('"').eq_ignore_ascii_case(&hex(&stored.md5))
+        {
+            return Err(QsFault::new(
+                400,
+                "invalid_request",
+                &format!("The etag of part {} does not match the uploaded part.", p.part_number),
+            ));
+        }
+        if i + 1 < listed.len() && stored.len < MIN_PART {
+            return Err(QsFault::new(
+                400,
+                "entity_too_small",
+                &format!("Part {} is smaller than 4 MB and is not the last part.", p.part_number),
+            ));
+        }
+        parts.push(stored);
+    }
+    let len: u64 = parts.iter().map(|p| p.len).sum();
+    let blobs: Vec<&Blob> = parts.iter().map(|p| &p.blob).collect();
+    let blob = ctx.shared.storage.assemble(&ctx.bucket, &ctx.key, &blobs).map_err(|e| QsFault::internal(&e))?;
+    let content_type = upload.content_type.clone();
+    // QingStor does not compute a multipart object's ETag: it keeps what the ETag header says.
+    let etag = ctx.headers.header_value("etag");
+    if let Some(u) = store.uploads.remove(ctx.upload_id()) {
+        u.parts.values().for_each(|p| p.blob.remove());
+    }
+    store.objects.insert(
+        (ctx.bucket.clone(), ctx.key.clone()),
+        Object { blob, len, etag, content_type, last_modified: http_date() },
+    );
+    Ok(empty(201))
+}
+
+fn abort(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let mut store = ctx.shared.store();
+    // 204 whether or not the upload exists (QingStor made Abort idempotent).
+    if check_upload(&store, ctx).is_ok()
+        && let Some(u) = store.uploads.remove(ctx.upload_id())
+    {
+        u.parts.values().for_each(|p| p.blob.remove());
+    }
+    Ok(empty(204))
+}
+
+fn limit(ctx: &Ctx<'_>, default: u32) -> Result<u32, QsFault> {
+    match ctx.q("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(QsFault::new(400, "invalid_argument", "limit must be an integer between 1 and 1000.")),
+        },
+    }
+}
+
+fn list_parts(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let limit = limit(ctx, 1000)? as usize;
+    let marker = match ctx.q("part_number_marker") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| QsFault::new(400, "invalid_argument", "part_number_marker must be an integer."))?,
+        ),
+    };
+    let store = ctx.shared.store();
+    check_upload(&store, ctx)?;
+    let upload = store.uploads.get(ctx.upload_id()).ok_or_else(QsFault::upload_not_exists)?;
+    let start = marker.map_or(0, |m| m.saturating_add(1));
+    let object_parts: Vec<ObjectPart> = upload
+        .parts
+        .range(start..)
+        .take(limit)
+        .map(|(n, p)| ObjectPart {
+            part_number: *n,
+            size: Some(p.len),
+            created: Some(p.created.clone()),
+            etag: Some(hex(&p.md5)),
+        })
+        .collect();
+    // `count` is the number of parts in the upload, as the SDKs' paging assumes.
+    ok_json(200, &ListMultipartOutput { count: Some(upload.parts.len() as u64), object_parts })
+}
+
+fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    let limit = limit(ctx, 200)? as usize;
+    let prefix = ctx.q("prefix").unwrap_or_default().to_owned();
+    let delimiter = ctx.q("delimiter").filter(|d| !d.is_empty()).map(str::to_owned);
+    let key_marker = ctx.q("key_marker").unwrap_or_default().to_owned();
+    let id_marker = ctx.q("upload_id_marker").filter(|_| !key_marker.is_empty()).unwrap_or_default().to_owned();
+    let store = ctx.shared.store();
+    let mut all: Vec<(&String, &UploadRec)> =
+        store.uploads.iter().filter(|(_, u)| u.bucket == ctx.bucket && u.key.starts_with(&prefix)).collect();
+    all.sort_by(|a, b| (&a.1.key, a.1.serial).cmp(&(&b.1.key, b.1.serial)));
+    // After the markers: later keys, or later uploads of the marker key.
+    let marker_serial = store.uploads.get(&id_marker).map(|u| u.serial);
+    let after: Vec<(&String, &UploadRec)> = all
+        .into_iter()
+        .filter(|(_, u)| {
+            key_marker.is_empty()
+                || u.key > key_marker
+                || (u.key == key_marker && marker_serial.is_some_and(|s| u.serial > s))
+        })
+        .collect();
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut has_more = false;
+    let mut last: Option<(String, String)> = None;
+    for (id, u) in after {
+        let common = delimiter.as_ref().and_then(|d| {
+            u.key[prefix.len()..].find(d.as_str()).map(|pos| u.key[..prefix.len() + pos + d.len()].to_owned())
+        });
+        if common.as_ref().is_some_and(|c| prefixes.contains(c)) {
+            last = Some((u.key.clone(), id.clone()));
+            continue;
+        }
+        if uploads.len() + prefixes.len() >= limit {
+            has_more = true;
+            break;
+        }
+        match common {
+            Some(c) => prefixes.push(c),
+            None => uploads.push(UploadSummary {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                created: Some(u.created.clone()),
+            }),
+        }
+        last = Some((u.key.clone(), id.clone()));
+    }
+    let (next_key_marker, next_upload_id_marker) = match (has_more, last) {
+        (true, Some((k, id))) => (Some(k), Some(id)),
+        _ => (None, None),
+    };
+    ok_json(
+        200,
+        &ListMultipartUploadsOutput {
+            name: Some(ctx.bucket.clone()),
+            prefix: Some(prefix),
+            delimiter,
+            limit: Some(limit as u32),
+            marker: Some(key_marker),
+            next_key_marker,
+            next_upload_id_marker,
+            has_more: Some(has_more),
+            common_prefixes: prefixes,
+            uploads,
+        },
+    )
+}
+
+fn put_object(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
+    check_key(ctx)?;
+    let name = format!("put-{}", upload_core::emulator::unique());
+    let part = save_part(ctx, &name, ctx.body.clone(), true)?;
+    let reply = part_reply(&part)?;
+    let blob = ctx.shared.storage.promote(&ctx.bucket, &ctx.key, part.blob.clone()).map_err(|e| {
+        part.blob.remove();
+        QsFault::internal(&e)
+    })?;
+    let object = Object {
+        blob,
+        len: part.len,
+        etag: Some(format!("\"{}\"", hex(&part.md5))),
+        content_type: ctx.headers.header_value("content-type"),
+        last_modified: http_date(),
+    };
+    ctx.shared.store().objects.insert((ctx.bucket.clone(), ctx.key.clone()), object);
+    Ok(reply)
+}
+
+fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Reply, QsFault> {
+    let object = ctx
+        .shared
+        .store()
+        .objects
+        .get(&(ctx.bucket.clone(), ctx.key.clone()))
+        .cloned()
+        .ok_or_else(|| QsFault::new(404, "object_not_exists", "The object you are accessing does not exist."))?;
+    let body = if head { Bytes::new() } else { object.blob.read().map_err(|e| QsFault::internal(&e))? };
+    let mut builder = Response::builder()
+        .status(200)
+        .header("last-modified", object.last_modified.as_str())
+        .header("content-length", object.len.to_string())
+        .header("content-type", object.content_type.as_deref().unwrap_or("application/octet-stream"));
+    if let Some(etag) = &object.etag {
+        builder = builder.header("etag", etag.as_str());
+    }
+    builder.body(Full::new(body)).map_err(|e| QsFault::new(500, "internal_error", &e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_documents_are_qingstor_json() {
+        let reply = error_reply(&QsFault::upload_not_exists(), "abc", false);
+        assert_eq!(reply.status(), 404);
+        assert_eq!(reply.headers()["content-type"], "application/json");
+        let head = error_reply(&QsFault::upload_not_exists(), "abc", true);
+        assert_eq!(head.status(), 404);
+    }
+}
