@@ -243,8 +243,8 @@ impl Uploader {
     /// A multipart upload on the engine: resumed from the checkpoint file of the options when it
     /// exists, new otherwise. Drive it with `run()` or `step(budget)`.
     pub fn upload(&self, bucket: &str, key: &str, source: Source) -> Result<OssUpload, UploadError<Error>> {
-        crate::client::validate_bucket(bucket).map_err(|e| UploadError::Protocol(e.to_string()))?;
-        crate::client::validate_key(key).map_err(|e| UploadError::Protocol(e.to_string()))?;
+        crate::client::validate_bucket(bucket).map_err(|e| UploadError::Input(e.into()))?;
+        crate::client::validate_key(key).map_err(|e| UploadError::Input(e.into()))?;
         Upload::resume_or_new(self.protocol(bucket, key), source, self.options.clone())
     }
 

@@ -241,8 +241,8 @@ impl Uploader {
     /// A multipart upload on the engine: resumed from the checkpoint file of the options when it
     /// exists, new otherwise. Drive it with `run()` or `step(budget)`.
     pub fn upload(&self, bucket: &str, key: &str, source: Source) -> Result<QingStorUpload, UploadError<Error>> {
-        crate::client::validate_bucket(bucket).map_err(|e| UploadError::Protocol(e.to_string()))?;
-        crate::client::validate_key(key).map_err(|e| UploadError::Protocol(e.to_string()))?;
+        crate::client::validate_bucket(bucket).map_err(|e| UploadError::Input(e.into()))?;
+        crate::client::validate_key(key).map_err(|e| UploadError::Input(e.into()))?;
         let protocol = QingStorProtocol::new(self.client.clone(), bucket, key, self.content_type.clone());
         Upload::resume_or_new(protocol, source, self.options.clone())
     }

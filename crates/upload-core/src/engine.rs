@@ -180,6 +180,9 @@ pub enum UploadError<E: std::error::Error + 'static> {
     /// The finished object does not match what was sent.
     #[error(transparent)]
     Integrity(#[from] IntegrityError),
+    /// The input (bucket, key, options) breaks one of the vendor's rules; nothing was sent.
+    #[error(transparent)]
+    Input(E),
     /// The server answered something its protocol does not allow.
     #[error("the server's answer breaks the protocol: {0}")]
     Protocol(String),
@@ -200,6 +203,7 @@ impl<E: std::error::Error + 'static> UploadError<E> {
     pub fn vendor_error(&self) -> Option<&E> {
         match self {
             Self::Vendor { source, .. } => Some(&source.error),
+            Self::Input(e) => Some(e),
             _ => None,
         }
     }
