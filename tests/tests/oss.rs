@@ -629,3 +629,30 @@ async fn directory_storage_never_writes_outside_its_directory() {
     assert!(answer.contains("InvalidObjectName"), "{answer}");
     assert!(!dir.join("escaped.bin").exists() && !dir.parent().unwrap().join("escaped.bin").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_mode_checks_content_md5_and_directory_collisions_are_invalid_names() {
+    use oss_multipart::upload_core::Classify;
+    let emu = Emulator::start(EmulatorConfig { discard_bodies: true, ..EmulatorConfig::default() }).await.unwrap();
+    let data = Bytes::from(pattern(700 * KIB as usize, 14));
+    let uploader = Uploader::new(client(&emu, SignatureVersion::V4)).with_options(quick_options());
+    uploader.upload("bucket", "discarded.bin", Source::bytes(data)).unwrap().run().await.unwrap();
+
+    let dir = temp_dir("oss-collide");
+    let emu =
+        Emulator::start(EmulatorConfig { data_dir: Some(dir.clone()), ..EmulatorConfig::default() }).await.unwrap();
+    let c = client(&emu, SignatureVersion::V4);
+    c.put_object("bucket", "x/y", Bytes::from_static(b"y"), None, &ObjectOptions::default()).await.unwrap();
+    let err = Uploader::new(c.clone())
+        .with_options(quick_options())
+        .upload("bucket", "x", Source::bytes(Bytes::from(vec![1u8; 300_000])))
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    let vendor = err.vendor_error().unwrap();
+    assert_eq!(vendor.code(), Some(&ErrorCode::InvalidObjectName), "{err}");
+    assert!(!vendor.is_retryable());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join(".uploads")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.iter().all(|n| !n.to_string_lossy().starts_with("assemble-")), "{leftovers:?}");
+}

@@ -585,6 +585,21 @@ async fn directory_storage_keeps_plain_files_and_stays_inside_its_directory() {
     let leftovers: Vec<_> = std::fs::read_dir(data_dir.join(".uploads")).unwrap().collect();
     assert!(leftovers.is_empty(), "part files are removed after Complete: {leftovers:?}");
 
+    // upload_file: one Put Object for a file that fits in one part, multipart otherwise.
+    let small = dir.join("small.bin");
+    std::fs::write(&small, pattern(3 * MIB as usize, 14)).unwrap();
+    let done = uploader.upload_file("bucket", "small.bin", &small).await.unwrap();
+    assert_eq!((done.len, done.parts), (3 * MIB, 1));
+    assert_eq!(done.md5, Some(md5_hex(&std::fs::read(&small).unwrap())));
+    assert_eq!(std::fs::read(data_dir.join("bucket/small.bin")).unwrap(), std::fs::read(&small).unwrap());
+    let large = dir.join("large.bin");
+    std::fs::write(&large, &data).unwrap();
+    let done = uploader.upload_file("bucket", "large.bin", &large).await.unwrap();
+    assert_eq!(done.parts, 3);
+    assert_eq!(std::fs::read(data_dir.join("bucket/large.bin")).unwrap(), data);
+    let puts = emu.requests().iter().filter(|r| r.operation == Some(Operation::PutObject)).count();
+    assert_eq!(puts, 1, "only the small file went in one Put Object");
+
     // A raw request (our client refuses such keys before sending) with `..` segments.
     let date = http_date(chrono::Utc::now());
     let req = SignableRequest::new("PUT", "/bucket/a/../../../escaped.bin").header("Date", &date);
@@ -601,4 +616,366 @@ async fn directory_storage_keeps_plain_files_and_stays_inside_its_directory() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("invalid_object_name"), "{answer}");
     assert!(!dir.join("escaped.bin").exists() && !dir.parent().unwrap().join("escaped.bin").exists());
+}
+
+// Regressions found in review: each failed before its fix.
+
+/// Sends a signed PUT announcing `declared` bytes, writes `sent`, then (when short) stops
+/// writing as a client that dies mid-body does; returns the answer's status line.
+async fn signed_put(
+    emu: &Emulator,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    declared: usize,
+    sent: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let date = http_date(chrono::Utc::now());
+    let mut req = SignableRequest::new("PUT", path).header("Date", &date);
+    for (n, v) in query {
+        req = req.query(n, v);
+    }
+    for (n, v) in headers {
+        req = req.header(n, v);
+    }
+    let auth = authorization(&emu.credentials(), &req);
+    let qs: Vec<String> =
+        query.iter().map(|(n, v)| if v.is_empty() { (*n).to_owned() } else { format!("{n}={v}") }).collect();
+    let target = if qs.is_empty() { path.to_owned() } else { format!("{path}?{}", qs.join("&")) };
+    let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {}\r\nDate: {date}\r\nAuthorization: {auth}\r\n{extra}Content-Length: {declared}\r\nConnection: close\r\n\r\n",
+        emu.addr()
+    );
+    let mut stream = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    if sent.len() < declared {
+        stream.shutdown().await.unwrap();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    // The emulator logs the request after the connection closes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_is_never_stored() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    c.put_object("bucket", "obj.bin", Bytes::from(vec![b'A'; 100]), None, None).await.unwrap();
+    let answer = signed_put(&emu, "/bucket/obj.bin", &[], &[], 100, b"BBBBBBBBBB").await;
+    assert!(!answer.contains("201"), "{answer}");
+    assert_eq!(emu.object("bucket", "obj.bin").unwrap(), Bytes::from(vec![b'A'; 100]), "the object is untouched");
+    let id = c.initiate_multipart_upload("bucket", "mp.bin", None).await.unwrap().upload_id;
+    signed_put(
+        &emu,
+        "/bucket/mp.bin",
+        &[("part_number", "0"), ("upload_id", &id)],
+        &[],
+        4 * MIB as usize,
+        &[7u8; 1000],
+    )
+    .await;
+    let parts = c.list_multipart("bucket", "mp.bin", &id, None, None).await.unwrap();
+    assert!(parts.object_parts.is_empty(), "a fragment is not a part: {:?}", parts.object_parts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_the_emulator_does_not_have_never_overwrite_objects() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    c.put_object("bucket", "obj", Bytes::from_static(b"hello"), None, None).await.unwrap();
+    c.put_object("bucket", "dst", Bytes::from_static(b"precious"), None, None).await.unwrap();
+    let copy = signed_put(&emu, "/bucket/dst", &[], &[("x-qs-copy-source", "/bucket/obj")], 0, b"").await;
+    let append = signed_put(&emu, "/bucket/obj", &[("append", ""), ("position", "5")], &[], 5, b"world").await;
+    assert!(copy.contains("405") && append.contains("405"), "{copy} / {append}");
+    assert_eq!(emu.object("bucket", "dst").unwrap(), Bytes::from_static(b"precious"));
+    assert_eq!(emu.object("bucket", "obj").unwrap(), Bytes::from_static(b"hello"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_are_not_utf8_are_refused_not_merged() {
+    let emu = emulator().await;
+    let first = signed_put(&emu, "/bucket/%FF", &[], &[], 3, b"one").await;
+    assert!(first.contains("400"), "{first}");
+    let codes: Vec<Option<String>> = emu.requests().iter().map(|r| r.error_code.clone()).collect();
+    assert_eq!(codes, [Some("invalid_object_name".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_files_upload_as_empty_objects() {
+    let emu = emulator().await;
+    let dir = temp_dir("qingstor-empty");
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options());
+    let done = uploader.upload_file("bucket", "empty.bin", &empty).await.unwrap();
+    assert_eq!((done.len, done.parts), (0, 1));
+    uploader.upload("bucket", "empty2.bin", Source::bytes(Bytes::new())).unwrap().run().await.unwrap();
+    assert_eq!(emu.object("bucket", "empty.bin").unwrap(), Bytes::new());
+    assert_eq!(emu.object("bucket", "empty2.bin").unwrap(), Bytes::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_complete_does_not_outlive_a_step_budget_forever() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::CompleteMultipartUpload),
+        part_number: None,
+        times: 1,
+        action: FaultAction::Delay(Duration::from_secs(3600)),
+    });
+    // Calls without a large body have an overall timeout (120 s by default).
+    let mut config = emu.client_config();
+    config.call_timeout = Duration::from_secs(1);
+    let uploader = Uploader::new(Client::new(config).unwrap()).with_options(quick_options());
+    let mut upload =
+        uploader.upload("bucket", "stall.bin", Source::bytes(Bytes::from(pattern(5 * MIB as usize, 4)))).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), upload.step(Duration::from_secs(2))).await;
+    assert!(outcome.is_ok(), "the step came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_reset_on_a_request_without_a_body_still_resets() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::InitiateMultipartUpload),
+        part_number: None,
+        times: 1,
+        action: FaultAction::ResetMidBody { after: 0 },
+    });
+    let err = client(&emu).initiate_multipart_upload("bucket", "k", None).await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_uploads_page_by_page_while_aborting_them_misses_none() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    for _ in 0..3 {
+        c.initiate_multipart_upload("bucket", "same-key", None).await.unwrap();
+    }
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    let mut aborted = 0;
+    loop {
+        let page = c
+            .list_multipart_uploads("bucket", None, key_marker.as_deref(), id_marker.as_deref(), Some(1))
+            .await
+            .unwrap();
+        for u in &page.uploads {
+            c.abort_multipart_upload("bucket", &u.key, &u.upload_id).await.unwrap();
+            aborted += 1;
+        }
+        if page.has_more != Some(true) {
+            break;
+        }
+        (key_marker, id_marker) = (page.next_key_marker, page.next_upload_id_marker);
+    }
+    assert_eq!(aborted, 3);
+    assert!(emu.uploads().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_mode_still_checks_content_md5() {
+    let emu = Emulator::start(EmulatorConfig { discard_bodies: true, ..EmulatorConfig::default() }).await.unwrap();
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options());
+    let data = Bytes::from(pattern(9 * MIB as usize, 3));
+    let done = uploader.upload("bucket", "bench.bin", Source::bytes(data.clone())).unwrap().run().await.unwrap();
+    assert_eq!(done.output.len, data.len() as u64);
+    let c = client(&emu);
+    let id = c.initiate_multipart_upload("bucket", "bad.bin", None).await.unwrap().upload_id;
+    let err = c.upload_multipart("bucket", "bad.bin", &id, 0, data.slice(..1000), Some(&md5_base64(b"x"))).await;
+    assert_eq!(err.unwrap_err().code(), Some(&ErrorCode::BadDigest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_storage_refuses_keys_that_collide_and_leaves_no_temporary_files() {
+    use qingstor_multipart::upload_core::Classify;
+    let dir = temp_dir("qingstor-collide");
+    let emu =
+        Emulator::start(EmulatorConfig { data_dir: Some(dir.clone()), ..EmulatorConfig::default() }).await.unwrap();
+    let c = client(&emu);
+    c.put_object("bucket", "a", Bytes::from_static(b"x"), None, None).await.unwrap();
+    let err = c.put_object("bucket", "a/b", Bytes::from_static(b"y"), None, None).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidObjectName), "{err}");
+    assert!(!err.is_retryable());
+    c.put_object("bucket", "x/y", Bytes::from_static(b"y"), None, None).await.unwrap();
+    let uploader = Uploader::new(c).with_options(quick_options());
+    let err =
+        uploader.upload("bucket", "x", Source::bytes(Bytes::from_static(b"xx"))).unwrap().run().await.unwrap_err();
+    assert_eq!(err.vendor_error().and_then(Error::code), Some(&ErrorCode::InvalidObjectName), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join(".uploads")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.iter().all(|n| !n.to_string_lossy().starts_with("assemble-")), "{leftovers:?}");
+}
+
+/// A server that answers every request with one canned response.
+async fn canned(answer: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_page_is_classified_by_status_and_a_cut_answer_is_retried() {
+    use qingstor_multipart::Config;
+    use qingstor_multipart::upload_core::Classify;
+    let at = |endpoint: &str| {
+        Client::new(Config::new(Credentials::new("ak", "sk")).with_endpoint(endpoint).unwrap().with_zone("pek3a"))
+            .unwrap()
+    };
+    let html =
+        canned("HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 22\r\n\r\n<html>forbidden</html>")
+            .await;
+    let err = at(&html).initiate_multipart_upload("bucket", "k", None).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::PermissionDenied), "{err:?}");
+    assert!(!err.is_retryable());
+    let cut =
+        canned("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"upload_id\":\"abc")
+            .await;
+    let err = at(&cut).initiate_multipart_upload("bucket", "k", None).await.unwrap_err();
+    assert!(err.is_retryable(), "a body cut off in transit is transient: {err:?}");
+}
+
+/// The official vectors (reference §1.9 and the multipart-shaped §1.10), sent over HTTP with
+/// their published signatures: the emulator accepts them, so its verification is the SDKs'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_vectors_pass_the_emulators_signature_check() {
+    let emu = Emulator::start(EmulatorConfig {
+        keys: vec![
+            ("HOKUMWFMUIDFDIWEKLCA".into(), "YD0vaP82NQX6R7t0lZVtNtC1JsnkGxgFcXAiwLCN".into()),
+            ("ENV_ACCESS_KEY_ID".into(), "ENV_SECRET_ACCESS_KEY".into()),
+            ("ACCESS_KEY_ID".into(), "SECRET_ACCESS_KEY".into()),
+        ],
+        buckets: vec!["mybucket".into(), "bucket-name".into(), "aaa".into()],
+        check_time: false,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let d = "Sun, 16 Aug 2015 13:25:10 GMT";
+    let u = "4d26b37a469230619604ecdc0e314782";
+    let host = emu.addr();
+    let send = |line: String, headers: String| {
+        let emu = &emu;
+        async move {
+            raw(emu, &format!("{line} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"))
+                .await
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            "POST /mybucket/large-object?uploads".into(),
+            format!(
+                "Host: {host}\r\nDate: {d}\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:PVqYVdiwSj0UEaW3PaKY6HK7TRAOZSmMG6I3nyL9DPU=\r\nContent-Length: 0\r\n"
+            ),
+            "200",
+        ),
+        (
+            format!("PUT /mybucket/large-object?part_number=0&upload_id={u}"),
+            format!(
+                "Host: {host}\r\nDate: {d}\r\nContent-MD5: XrY7u+Ae7tCTyyK7j1rNww==\r\nContent-Type: application/octet-stream\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:2eubYBpMgWqINiV4aafqiRyKWMJVY97I/C179KxdzPc=\r\nContent-Length: 11\r\n\r\nhello world"
+            ),
+            "404",
+        ),
+        (
+            format!("GET /mybucket/large-object?upload_id={u}&limit=10&part_number_marker=3"),
+            format!(
+                "Host: {host}\r\nDate: {d}\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:+P/wKENUbAv6KrZjK8bpGfg/6KfA0o1DOeFX36gPQ2s=\r\n"
+            ),
+            "404",
+        ),
+        (
+            "GET /?uploads".into(),
+            format!(
+                "Host: mybucket.pek3a.qingstor.com\r\nDate: {d}\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:1k8CSJ7S7kjWy+rfbbVHSKo7RrIRgwzG/JtqNKpq5kk=\r\n"
+            ),
+            "200",
+        ),
+        (
+            format!("PUT /mybucket/%E4%B8%AD%E6%96%87%E5%88%86%E5%9D%97%E6%B5%8B%E8%AF%95?part_number=2&upload_id={u}"),
+            format!(
+                "Host: {host}\r\nDate: {d}\r\nContent-Type: application/octet-stream\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:kNasy7bDQj+/TyaGGpe13ytU6WxjO60Ds3BKphbc+rE=\r\nContent-Length: 0\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!("PUT /mybucket/large-object?part_number=1&upload_id={u}"),
+            format!(
+                "Host: {host}\r\nx-qs-date: {d}\r\nContent-Type: application/octet-stream\r\nAuthorization: QS HOKUMWFMUIDFDIWEKLCA:lofqO5Uu/fmJWBKAFmbaPQNdHBBb8ELbiCGTzWUD2ek=\r\nContent-Length: 0\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "PUT /mybucket/large-object?part_number=3&upload_id={u}&access_key_id=HOKUMWFMUIDFDIWEKLCA&expires=1479107162&signature=FveuQPYoJuiE7568n2jLlGKB52RLZ0BK0VPulmghj9Y%3D"
+            ),
+            format!("Host: {host}\r\nContent-Length: 0\r\n"),
+            "404",
+        ),
+        (
+            "GET /bucket-name/%E4%B8%AD%E6%96%87".into(),
+            format!(
+                "Host: {host}\r\nDate: Mon, 01 Jan 0001 00:00:00 GMT\r\nAuthorization: QS ENV_ACCESS_KEY_ID:XsTXX50kzqBf92zLG1aIUIJmZ0hqIHoaHgkumwnV3fs=\r\n"
+            ),
+            "404",
+        ),
+        (
+            "GET /aaa/bbb/ccc-ddd?upload_id=0".into(),
+            format!(
+                "Host: {host}\r\nDate: Thu, 01 Sep 2016 15:30:00 GMT\r\nContent-Type: application/json\r\nAuthorization: QS ACCESS_KEY_ID:pA7G9qo4iQ6YHu7p4fX9Wcg4V9S6Mcgvz7p/0wEdz78=\r\n"
+            ),
+            "404",
+        ),
+    ];
+    for (line, headers, status) in cases {
+        let answer = send(line.clone(), headers.clone()).await;
+        assert!(answer.contains(status), "{line}: {answer}");
+        // The same request with one signature character changed is refused.
+        let tampered_line = line.replacen("signature=F", "signature=G", 1);
+        let tampered = headers.replacen("QS HOKUMWFMUIDFDIWEKLCA:", "QS HOKUMWFMUIDFDIWEKLCA:x", 1).replacen(
+            "_KEY_ID:",
+            "_KEY_ID:x",
+            1,
+        );
+        let answer = send(tampered_line, tampered).await;
+        assert!(answer.contains("401"), "{line} tampered: {answer}");
+    }
+    // The 404s are the upload that does not exist, after the signature checked out.
+    let codes: std::collections::BTreeSet<String> =
+        emu.requests().iter().filter_map(|r| r.error_code.clone()).collect();
+    assert!(
+        codes.iter().all(|c| [
+            "upload_not_exists",
+            "object_not_exists",
+            "invalid_access_key_id",
+            "signature_not_matched"
+        ]
+        .contains(&c.as_str())),
+        "{codes:?}"
+    );
 }

@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: measurements, side by side in one run, never assertions.
 //!
 //! 1. Hash throughput: every hash the vendors need, on one buffer.
-//! 2. OSS: a generated file (1 GiB by default, `--size MIB`) uploaded to the OSS emulator running
-//!    as its own process, by our uploader and by oss2's `resumable_upload` (4 threads), runs
-//!    alternating (ours, theirs, ours, …; `--rounds N`, 3 by default), with the CPU of exactly the
-//!    hashing OSS needs (MD5 and CRC-64 per part) over the same file as the limit.
+//! 2. Per vendor (OSS, QingStor; `--skip-oss`, `--skip-qingstor`): a generated file (1 GiB by
+//!    default, `--size MIB`) uploaded to the vendor's emulator running as its own process, by our
+//!    uploader and by the official Python SDK's uploader, runs alternating (ours, theirs, ours, …;
+//!    `--rounds N`, 3 by default), with the CPU of exactly the hashing the vendor needs over the
+//!    same file as the limit (OSS: MD5 and CRC-64 per part; QingStor: MD5 per part and of the
+//!    whole object).
 //!
 //! The table is printed and written to `target/bench/report.md`.
 
@@ -68,7 +70,49 @@ fn json_run(command: &mut Command, what: &str) -> Result<Run, String> {
     serde_json::from_str(line).map_err(|e| format!("{what} printed {line:?}: {e}"))
 }
 
-fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> {
+/// One vendor's row: its emulator and bench client, and the official SDK's script beside it.
+struct Vendor {
+    name: &'static str,
+    skip_flag: &'static str,
+    package: &'static str,
+    emulator: &'static str,
+    client: &'static str,
+    peer_script: &'static str,
+    /// The official SDK's runs: label and extra script arguments.
+    peers: &'static [(&'static str, &'static [&'static str])],
+    limit: &'static str,
+}
+
+const VENDORS: &[Vendor] = &[
+    Vendor {
+        name: "OSS",
+        skip_flag: "--skip-oss",
+        package: "oss-multipart",
+        emulator: "oss_emulator",
+        client: "oss_bench_upload",
+        peer_script: "tests/conformance/oss_bench.py",
+        peers: &[("oss2 2.19.1 resumable_upload (4 threads)", &[])],
+        limit: "MD5 + CRC-64 of every part",
+    },
+    Vendor {
+        name: "QingStor",
+        skip_flag: "--skip-qingstor",
+        package: "qingstor-multipart",
+        emulator: "qingstor_emulator",
+        client: "qingstor_bench_upload",
+        peer_script: "tests/conformance/qingstor_bench.py",
+        peers: &[
+            ("qingstor-sdk 2.6.0 UploadClient (sequential, no checksums)", &[]),
+            (
+                "qingstor-sdk 2.6.0 documented multipart loop with Content-MD5 and whole-object ETag",
+                &["bench-qingstor.bin", "md5"],
+            ),
+        ],
+        limit: "MD5 of every part + MD5 of the whole object",
+    },
+];
+
+fn vendor(root: &Path, args: &[String], v: &Vendor, report: &mut String) -> Result<(), String> {
     let size = arg(args, "--size", 1024) << 20;
     let rounds = arg(args, "--rounds", 3).max(1);
     let (part_mib, concurrency) = (8u64, 4u64);
@@ -78,19 +122,19 @@ fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> 
             "--release",
             "--locked",
             "-p",
-            "oss-multipart",
+            v.package,
             "--all-features",
             "--example",
-            "oss_emulator",
+            v.emulator,
             "--example",
-            "oss_bench_upload",
+            v.client,
         ]),
-        "cargo build --release (OSS bench)",
+        "cargo build --release (bench)",
     )?;
     let python = crate::conformance::venv(root)?;
     let file = input_file(root, size)?;
     let examples = root.join("target/release/examples");
-    let mut emulator = Command::new(examples.join("oss_emulator"))
+    let mut emulator = Command::new(examples.join(v.emulator))
         .args(["--no-verify-md5", "--discard-bodies"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -101,12 +145,13 @@ fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> 
         BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
     }
     let emu = line.trim().to_owned();
-    let (mut ours, mut theirs, mut hashing) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut hashing) = (Vec::new(), Vec::new());
+    let mut theirs: Vec<Vec<Run>> = v.peers.iter().map(|_| Vec::new()).collect();
     let result = (|| -> Result<(), String> {
         for round in 0..rounds {
-            println!("bench OSS: round {}/{rounds}", round + 1);
+            println!("bench {}: round {}/{rounds}", v.name, round + 1);
             ours.push(json_run(
-                Command::new(examples.join("oss_bench_upload")).env("EMULATOR", &emu).arg("--file").arg(&file).args([
+                Command::new(examples.join(v.client)).env("EMULATOR", &emu).arg("--file").arg(&file).args([
                     "--part-size-mib",
                     &part_mib.to_string(),
                     "--concurrency",
@@ -114,16 +159,23 @@ fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> 
                 ]),
                 "our uploader",
             )?);
-            theirs.push(json_run(
-                Command::new(&python)
-                    .env("EMULATOR", &emu)
-                    .arg(root.join("tests/conformance/oss_bench.py"))
-                    .arg(&file)
-                    .args([part_mib.to_string(), "4".to_owned()]),
-                "oss2 resumable_upload",
-            )?);
+            for ((label, extra), runs) in v.peers.iter().zip(theirs.iter_mut()) {
+                runs.push(json_run(
+                    Command::new(&python)
+                        .env("EMULATOR", &emu)
+                        .arg(root.join(v.peer_script))
+                        .arg(&file)
+                        .args([part_mib.to_string(), "4".to_owned()])
+                        .args(*extra),
+                    label,
+                )?);
+            }
             hashing.push(json_run(
-                Command::new(examples.join("oss_bench_upload")).arg("--file").arg(&file).arg("--hash-only"),
+                Command::new(examples.join(v.client)).arg("--file").arg(&file).args([
+                    "--part-size-mib",
+                    &part_mib.to_string(),
+                    "--hash-only",
+                ]),
                 "hashing limit",
             )?);
         }
@@ -140,30 +192,33 @@ fn oss(root: &Path, args: &[String], report: &mut String) -> Result<(), String> 
         let rss = median(runs.iter().map(|r| r.peak_rss_bytes as f64 / f64::from(1u32 << 20)).collect());
         (mib_s, cpu, rss)
     };
-    let (o, t, h) = (stats(&ours), stats(&theirs), stats(&hashing));
+    let (o, h) = (stats(&ours), stats(&hashing));
     let bound = (concurrency * part_mib + 64) as f64;
-    let table = format!(
-        "OSS: {} MiB file to the emulator in its own process, {part_mib} MiB parts, median of {rounds} alternating rounds\n\n\
+    let mut table = format!(
+        "{}: {} MiB file to the emulator in its own process, {part_mib} MiB parts, median of {rounds} alternating rounds\n\n\
          | client | MiB/s | CPU s/GiB | peak RSS MiB |\n|---|---:|---:|---:|\n\
-         | oss-multipart (concurrency {concurrency}) | {:.0} | {:.2} | {:.0} |\n\
-         | oss2 2.19.1 resumable_upload (4 threads) | {:.0} | {:.2} | {:.0} |\n\
-         | limit: MD5 + CRC-64 of every part, one core | {:.0} | {:.2} | {:.0} |\n\n\
-         ratios: throughput ours/oss2 {:.1}x (target >= 3); CPU ours/hashing {:.2}x (target <= 1.3); \
-         peak RSS {:.0} MiB against a bound of {bound:.0} MiB (concurrency x part size + 64 MiB)\n",
+         | {} (concurrency {concurrency}) | {:.0} | {:.2} | {:.0} |\n",
+        v.name,
         size >> 20,
+        v.package,
         o.0,
         o.1,
         o.2,
-        t.0,
-        t.1,
-        t.2,
-        h.0,
-        h.1,
-        h.2,
-        o.0 / t.0,
-        o.1 / h.1,
-        o.2,
     );
+    let peers: Vec<(&str, (f64, f64, f64))> = v.peers.iter().zip(&theirs).map(|((l, _), r)| (*l, stats(r))).collect();
+    for (label, t) in &peers {
+        table.push_str(&format!("| {label} | {:.0} | {:.2} | {:.0} |\n", t.0, t.1, t.2));
+    }
+    table.push_str(&format!("| limit: {}, one core | {:.0} | {:.2} | {:.0} |\n\n", v.limit, h.0, h.1, h.2));
+    for (label, t) in &peers {
+        table.push_str(&format!("- throughput ours / {label}: {:.1}x (target >= 3)\n", o.0 / t.0));
+    }
+    table.push_str(&format!(
+        "- CPU ours / hashing limit: {:.2}x (target <= 1.3)\n\
+         - peak RSS {:.0} MiB against a bound of {bound:.0} MiB (concurrency x part size + 64 MiB)\n\n",
+        o.1 / h.1,
+        o.2
+    ));
     println!("{table}");
     report.push_str(&table);
     Ok(())
@@ -174,7 +229,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut report = String::from("# Benchmarks\n\n");
     let hash = crate::cargo()
         .args(["run", "--release", "--locked", "-p", "upload-core", "--example", "hash_bench", "--"])
-        .args(args.iter().filter(|a| *a != "--skip-oss"))
+        .args(args.iter().filter(|a| !VENDORS.iter().any(|v| v.skip_flag == a.as_str())))
         .output()
         .map_err(|e| format!("hash bench: {e}"))?;
     let text = String::from_utf8_lossy(&hash.stdout);
@@ -184,8 +239,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     report.push_str(&text);
     report.push('\n');
-    if !args.iter().any(|a| a == "--skip-oss") {
-        oss(root, args, &mut report)?;
+    for v in VENDORS {
+        if !args.iter().any(|a| a == v.skip_flag) {
+            vendor(root, args, v, &mut report)?;
+        }
     }
     let path = root.join("target/bench/report.md");
     std::fs::create_dir_all(root.join("target/bench")).map_err(|e| e.to_string())?;

@@ -202,6 +202,14 @@ impl Client {
         for (name, value) in &call.headers {
             request = request.header(name.as_str(), value.as_str());
         }
+        if call.body.len() < (1 << 20) {
+            // Part uploads get the engine's per-attempt timeout instead, which knows the part size.
+            request = request.timeout(self.config().call_timeout);
+        }
+        if matches!(call.method, Method::PUT | Method::POST) {
+            // QingStor requires Content-Length, and an empty body would go without one.
+            request = request.header(reqwest::header::CONTENT_LENGTH, call.body.len());
+        }
         let head = call.method == Method::HEAD;
         let response = request.body(call.body).send().await.map_err(Error::transport)?;
         let status = response.status().as_u16();
@@ -214,7 +222,7 @@ impl Client {
                 detail: format!("unexpected status {status}"),
             });
         }
-        Err(service_error(response, head, call.operation).await)
+        Err(service_error(response, head).await)
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -456,26 +464,26 @@ impl Client {
 }
 
 /// Reads QingStor's JSON error document (HEAD answers have none: the status alone is the error).
-async fn service_error(response: reqwest::Response, head: bool, operation: &'static str) -> Error {
+async fn service_error(response: reqwest::Response, head: bool) -> Error {
     let status = response.status().as_u16();
     let retry_after = header_str(response.headers(), "retry-after")
         .and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
     let request_id = header_str(response.headers(), "x-qs-request-id").map(str::to_owned);
     let bytes = if head { Bytes::new() } else { response.bytes().await.unwrap_or_default() };
+    // A proxy or gateway may answer with HTML or nothing at all: the status then decides
+    // (classified as QingStor's code for it), and the message says what came.
     let body = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => body,
-        Err(_) if bytes.iter().all(u8::is_ascii_whitespace) => ErrorBody {
+        Err(_) => ErrorBody {
             code: fallback_code(status).into(),
-            message: Some(format!("HTTP {status} with no error document")),
+            message: Some(if bytes.iter().all(u8::is_ascii_whitespace) {
+                format!("HTTP {status} with no error document")
+            } else {
+                format!("HTTP {status} with an error that is not QingStor's JSON ({} bytes)", bytes.len())
+            }),
             request_id,
             url: None,
         },
-        Err(e) => {
-            return Error::MalformedResponse {
-                operation,
-                detail: format!("HTTP {status} with an unreadable error: {e}"),
-            };
-        }
     };
     let code: ErrorCode = body.code.parse().unwrap_or(ErrorCode::Other(body.code.clone()));
     ServiceError { status, code, body, retry_after }.into()

@@ -29,6 +29,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Connection timeout.
     pub connect_timeout: Duration,
+    /// Overall timeout of a call without a large body (everything but part uploads, which get
+    /// the engine's per-attempt timeout); 120 s by default.
+    pub call_timeout: Duration,
 }
 
 /// Reads the flat `key: value` YAML of `~/.qingstor/config.yaml` (comments and quotes allowed).
@@ -58,6 +61,7 @@ impl Config {
             credentials,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(120),
         }
     }
 

@@ -77,6 +77,9 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// The stored object does not match what was sent.
+    #[error(transparent)]
+    Integrity(#[from] upload_core::IntegrityError),
 }
 
 impl Error {
@@ -98,9 +101,11 @@ impl upload_core::Classify for Error {
     fn is_retryable(&self) -> bool {
         match self {
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
-            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            // A body cut off while it was read is a decode error in reqwest: retry it too.
+            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
             Error::MalformedResponse { .. } => true,
-            Error::Invalid(_) => false,
+            // An object that differs from the source after Complete is not mended by asking again.
+            Error::Invalid(_) | Error::Integrity(_) => false,
         }
     }
 
@@ -115,7 +120,7 @@ impl upload_core::Classify for Error {
         match self {
             Error::Service(e) => e.status >= 500,
             Error::Transport(e) => !e.is_connect(),
-            Error::MalformedResponse { .. } => true,
+            Error::MalformedResponse { .. } | Error::Integrity(_) => true,
             Error::Invalid(_) => false,
         }
     }

@@ -12,7 +12,11 @@
 //!   object's length and ETag and compares them with the source. After a lost answer, a retry
 //!   gets `upload_not_exists`; the same Head Object then shows whether the first attempt worked.
 
+use std::path::Path;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use upload_core::hash::hex;
 use upload_core::size::{GIB, MIB, TIB};
 use upload_core::{
     Created, Digests, DonePart, Hashes, IntegrityError, PartPlan, PartRules, PartUpload, Protocol, ServerPart, Source,
@@ -176,7 +180,19 @@ impl Protocol for QingStorProtocol {
             .complete_multipart_upload(&session.bucket, &session.key, &session.upload_id, &list, etag.as_deref())
             .await;
         match result {
-            Ok(()) => self.client.head_object(&session.bucket, &session.key).await,
+            Ok(()) => {
+                // Complete answers with no body: Head Object shows what was stored. The ETag is
+                // the one sent, so the length is the check that can fail.
+                let head = self.client.head_object(&session.bucket, &session.key).await?;
+                if head.len != total_len {
+                    return Err(Error::Integrity(IntegrityError {
+                        what: "object length".into(),
+                        expected: total_len.to_string(),
+                        actual: head.len.to_string(),
+                    }));
+                }
+                Ok(head)
+            }
             Err(e) if e.code() == Some(&ErrorCode::UploadNotExists) => {
                 // An earlier attempt may have completed the upload and lost its answer.
                 match self.client.head_object(&session.bucket, &session.key).await {
@@ -209,6 +225,19 @@ impl Protocol for QingStorProtocol {
     async fn abort(&self, session: &QingStorSession) -> Result<(), Error> {
         self.client.abort_multipart_upload(&session.bucket, &session.key, &session.upload_id).await
     }
+}
+
+/// What [`Uploader::upload_file`] did.
+#[derive(Debug)]
+pub struct FileUploaded {
+    /// Bytes stored.
+    pub len: u64,
+    /// The object's MD5 (lower-case hex), stored as its ETag and checked with Head Object.
+    pub md5: Option<String>,
+    /// Parts used (1 for a single Put Object).
+    pub parts: u32,
+    /// What the engine did (empty for a single Put Object).
+    pub report: upload_core::UploadReport,
 }
 
 /// The high-level uploader: files and streams to QingStor objects, resumable.
@@ -251,6 +280,62 @@ impl Uploader {
     pub fn resume(&self, bucket: &str, key: &str, source: Source, state: QingStorUploadState) -> QingStorUpload {
         let protocol = QingStorProtocol::new(self.client.clone(), bucket, key, self.content_type.clone());
         Upload::resume(protocol, source, state, self.options.clone())
+    }
+
+    /// Uploads a file: one Put Object when it fits in one part, a resumable multipart upload
+    /// otherwise.
+    pub async fn upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<FileUploaded, UploadError<Error>> {
+        let source = Source::file(path.as_ref()).map_err(UploadError::Read)?;
+        let len = source.len().unwrap_or(0);
+        let plan = PartPlan::new(&rules(), Some(len), self.options.part_size)?;
+        if plan.part_count() == Some(1) && self.options.checkpoint.as_ref().is_none_or(|c| !c.exists()) {
+            crate::client::validate_bucket(bucket).map_err(|e| UploadError::Input(e.into()))?;
+            crate::client::validate_key(key).map_err(|e| UploadError::Input(e.into()))?;
+            let bytes = tokio::fs::read(path.as_ref()).await.map_err(UploadError::Read)?;
+            return self.put_small(bucket, key, Bytes::from(bytes)).await;
+        }
+        let mut upload = self.upload(bucket, key, source)?;
+        let done = upload.run().await?;
+        let parts = upload.state().map(|s| s.parts_done()).unwrap_or_default();
+        Ok(FileUploaded {
+            len,
+            md5: done.digests.md5_hex(),
+            parts: parts.max(done.report.parts_uploaded),
+            report: done.report,
+        })
+    }
+
+    async fn put_small(&self, bucket: &str, key: &str, body: Bytes) -> Result<FileUploaded, UploadError<Error>> {
+        let digests = Digests::compute(Hashes::MD5, &body);
+        let md5 = digests.md5_base64();
+        // Put Object replaces the whole object, so a retry after a lost answer is harmless.
+        let out = upload_core::retry::retry(
+            &self.options.retry,
+            || self.client.put_object(bucket, key, body.clone(), md5.as_deref(), self.content_type.as_deref()),
+            |_, _, _| {},
+        )
+        .await
+        .map_err(|source| UploadError::Vendor {
+            operation: upload_core::Operation::UploadPart,
+            part: Some(0),
+            source,
+        })?;
+        let ours = digests.md5_hex();
+        if let (Some(ours), Some(theirs)) = (&ours, out.etag.as_deref().and_then(md5_of_etag).map(|m| hex(&m)))
+            && *ours != theirs
+        {
+            return Err(UploadError::Integrity(IntegrityError {
+                what: "ETag (MD5 of the object)".into(),
+                expected: ours.clone(),
+                actual: theirs,
+            }));
+        }
+        Ok(FileUploaded { len: body.len() as u64, md5: ours, parts: 1, report: upload_core::UploadReport::default() })
     }
 }
 

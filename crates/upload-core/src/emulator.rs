@@ -19,9 +19,6 @@ use hyper::{Request, Response};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::hash::Crc64Stream;
-use crate::hash::crc64::Crc64;
-
 /// The response type of the emulators.
 pub type Reply = Response<Full<Bytes>>;
 
@@ -169,14 +166,25 @@ impl Drop for Server {
 pub struct Body {
     /// The bytes (empty in discard mode).
     pub bytes: Bytes,
-    /// Length and CRC-64 of a body that was not kept (discard mode).
-    pub streamed: Option<Crc64>,
+    /// Length and digests of a body that was not kept (discard mode).
+    pub discarded: Option<Discarded>,
+}
+
+/// What is known of a body whose bytes were not kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Discarded {
+    /// Bytes received.
+    pub len: u64,
+    /// Its CRC-64/XZ.
+    pub crc64: u64,
+    /// Its MD5, when asked for.
+    pub md5: Option<[u8; 16]>,
 }
 
 impl Body {
     /// Bytes received.
     pub fn len(&self) -> u64 {
-        self.streamed.map_or(self.bytes.len() as u64, |s| s.len)
+        self.discarded.map_or(self.bytes.len() as u64, |d| d.len)
     }
 
     /// Whether nothing was received.
@@ -185,32 +193,47 @@ impl Body {
     }
 }
 
-/// Reads a request body: into one buffer of the announced length, or (`discard`) only its
-/// length and CRC-64 as the frames pass. With `reset_after`, stops once that many bytes have
-/// arrived and returns `Err(received)`: the caller drops the connection.
+/// Most bytes reserved up front for a body: a larger one grows as it arrives (and is paid for
+/// by a request that got that far), so an announced length alone cannot exhaust memory.
+const PREALLOCATE_MAX: usize = 256 << 20;
+
+/// Reads a request body: into one buffer of the announced length, or (`discard`: the hashes to
+/// compute as the frames pass, CRC-64 always) only its length and digests.
+///
+/// `Err(received)` means the caller drops the connection without an answer: the client went
+/// away or broke the body off (hyper reports a body shorter than its `Content-Length` as an
+/// error), or an injected reset (`reset_after`) fired; a reset fires at the end of a body
+/// shorter than `reset_after` too, so a fault is never spent without effect.
 pub async fn read_body(
     mut body: Incoming,
     content_length: usize,
-    discard: bool,
+    discard: Option<crate::hash::Hashes>,
     reset_after: Option<usize>,
 ) -> Result<Body, u64> {
-    let mut received = BytesMut::with_capacity(if discard { 0 } else { content_length.min(6 << 30) });
-    let mut streamed = Crc64Stream::default();
+    let mut received = BytesMut::with_capacity(if discard.is_some() { 0 } else { content_length.min(PREALLOCATE_MAX) });
+    let mut hasher = discard.map(|h| crate::hash::WholeHasher::new(h | crate::hash::Hashes::CRC64));
+    let mut got = 0u64;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let Ok(frame) = frame else { return Err(got) };
         if let Ok(data) = frame.into_data() {
-            if discard {
-                streamed.update(&data);
-            } else {
-                received.extend_from_slice(&data);
+            got += data.len() as u64;
+            match &mut hasher {
+                Some(h) => h.update(&data),
+                None => received.extend_from_slice(&data),
             }
         }
-        let got = if discard { streamed.value().len } else { received.len() as u64 };
         if reset_after.is_some_and(|n| got >= n as u64) {
             return Err(got);
         }
     }
-    Ok(Body { bytes: received.freeze(), streamed: discard.then(|| streamed.value()) })
+    if reset_after.is_some() {
+        return Err(got);
+    }
+    let discarded = hasher.map(|h| {
+        let d = h.finish();
+        Discarded { len: got, crc64: d.crc64.unwrap_or_default(), md5: d.md5 }
+    });
+    Ok(Body { bytes: received.freeze(), discarded })
 }
 
 /// The headers of a request whose values are text, in order.
@@ -236,6 +259,12 @@ pub fn host_name<B>(req: &Request<B>) -> String {
 /// Percent-decoding (UTF-8, lossy).
 pub fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Percent-decoding of a name: `None` when the bytes are not UTF-8 (two different byte strings
+/// must never become one key).
+pub fn decode_strict(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 /// A query string as decoded pairs: `+` is a space there (form encoding), then percent-decoding.
@@ -353,12 +382,18 @@ impl Storage {
                 }
                 // Written beside, then renamed: a reader never sees half an object.
                 let temp = dir.join(".uploads").join(format!("assemble-{}", unique()));
-                let mut out = std::fs::File::create(&temp)?;
-                for p in parts {
-                    std::io::Write::write_all(&mut out, &p.read()?)?;
+                let written = (|| {
+                    let mut out = std::fs::File::create(&temp)?;
+                    for p in parts {
+                        std::io::Write::write_all(&mut out, &p.read()?)?;
+                    }
+                    drop(out);
+                    std::fs::rename(&temp, &path)
+                })();
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(e);
                 }
-                drop(out);
-                std::fs::rename(&temp, &path)?;
                 Ok(Blob::File(path))
             }
         }
@@ -368,12 +403,20 @@ impl Storage {
     pub fn promote(&self, bucket: &str, key: &str, kept: Blob) -> std::io::Result<Blob> {
         match (&self.dir, kept) {
             (Some(dir), Blob::File(temp)) => {
-                let path = Self::object_path(dir, bucket, key).ok_or_else(|| unstorable(key))?;
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
+                let moved = Self::object_path(dir, bucket, key).ok_or_else(|| unstorable(key)).and_then(|path| {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::rename(&temp, &path)?;
+                    Ok(path)
+                });
+                match moved {
+                    Ok(path) => Ok(Blob::File(path)),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&temp);
+                        Err(e)
+                    }
                 }
-                std::fs::rename(temp, &path)?;
-                Ok(Blob::File(path))
             }
             (_, blob) => Ok(blob),
         }
@@ -385,6 +428,14 @@ fn unstorable(key: &str) -> std::io::Error {
         std::io::ErrorKind::InvalidInput,
         format!("directory storage keeps objects as files and cannot store the key {key:?}"),
     )
+}
+
+/// Whether a storage error means the key cannot be a file there (another object is in the way
+/// as a file or a directory, or the key is not a plain path): the vendor's invalid-name error,
+/// not an internal one.
+pub fn is_unstorable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), InvalidInput | AlreadyExists | NotADirectory | IsADirectory | DirectoryNotEmpty)
 }
 
 /// A process-wide counter for names of temporary files and request ids.

@@ -47,8 +47,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use upload_core::emulator::{
-    Blob, Dropped, Reply, Server, Storage, decode, empty, host_name, http_date as now_http, iso_now as now_iso,
-    parse_query, read_body, take_fault, text_headers,
+    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, http_date as now_http,
+    is_unstorable, iso_now as now_iso, parse_query, read_body, take_fault, text_headers,
 };
 use upload_core::hash::crc64::Crc64;
 use upload_core::hash::{Digests, Hashes, hex};
@@ -318,6 +318,8 @@ fn unreachable_config() -> crate::Config {
 struct Route {
     bucket: Option<String>,
     key: Option<String>,
+    /// The key's percent-decoded bytes are not UTF-8.
+    bad_key: bool,
     query: Vec<(String, String)>,
     host: String,
 }
@@ -330,18 +332,20 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
     let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
         hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
     });
-    let (bucket, key) = match virtual_bucket {
-        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty()).map(decode)),
+    let (bucket, raw_key) = match virtual_bucket {
+        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty())),
         None => {
             let rest = path.strip_prefix('/').unwrap_or(path);
             match rest.split_once('/') {
-                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then(|| decode(k))),
+                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then_some(k)),
                 None if !rest.is_empty() => (Some(decode(rest)), None),
                 None => (None, None),
             }
         }
     };
-    Route { bucket, key, query, host }
+    let key = raw_key.map(decode_strict);
+    let bad_key = matches!(key, Some(None));
+    Route { bucket, key: key.flatten(), bad_key, query, host }
 }
 
 fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Operation> {
@@ -359,7 +363,10 @@ fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Ope
         ("DELETE", true) if has("uploadId") => Operation::AbortMultipartUpload,
         ("GET", true) if has("uploadId") => Operation::ListParts,
         ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
-        ("PUT", true) => Operation::PutObject,
+        // CopyObject, AppendObject, PutObjectACL…: other calls, never a plain overwrite.
+        ("PUT", true) if !copy && !["append", "acl", "symlink", "tagging"].iter().any(|q| has(q)) => {
+            Operation::PutObject
+        }
         ("GET", true) => Operation::GetObject,
         ("HEAD", true) => Operation::HeadObject,
         ("DELETE", true) => Operation::DeleteObject,
@@ -399,6 +406,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         Some(FaultAction::ResetMidBody { after }) => Some(*after),
         _ => None,
     };
+    // In discard mode the digests are computed as the bytes pass (MD5 when Content-MD5 is checked).
+    let discard = discard.then_some(if shared.config.verify_md5 { Hashes::MD5 } else { Hashes::NONE });
     let received = match read_body(req.into_body(), content_length, discard, reset_after).await {
         Ok(b) => b,
         Err(got) => {
@@ -408,7 +417,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         }
     };
     entry.body_len = received.len();
-    let (body, streamed) = (received.bytes, received.streamed);
+    let (body, discarded) = (received.bytes, received.discarded);
 
     let signable = SignableRequest {
         method: method.to_string(),
@@ -429,6 +438,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             _ => {}
         }
         signer = Some(auth::verify(&signable, &shared.keys, &shared.config.region, SystemTime::now())?.0);
+        if route.bad_key {
+            return Err(
+                OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005")
+            );
+        }
         let op = operation
             .ok_or_else(|| OssFault::new(400, "InvalidArgument", "This request is not supported by the emulator."))?;
         let bucket = route.bucket.clone().unwrap_or_default();
@@ -444,7 +458,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             query: &route.query,
             headers: &signable,
             body,
-            streamed,
+            discarded,
         };
         dispatch(op, &ctx)
     }
@@ -526,8 +540,8 @@ struct Ctx<'a> {
     query: &'a [(String, String)],
     headers: &'a SignableRequest,
     body: Bytes,
-    /// Length and CRC-64 of a body that was not kept (discard mode).
-    streamed: Option<Crc64>,
+    /// Length and digests of a body that was not kept (discard mode).
+    discarded: Option<Discarded>,
 }
 
 impl Ctx<'_> {
@@ -579,8 +593,17 @@ fn dispatch(op: Operation, ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
 }
 
+/// A storage failure: the key cannot be a file there (directory storage), or an internal error.
 fn internal(e: &std::io::Error) -> OssFault {
-    OssFault::new(500, "InternalError", &e.to_string())
+    if is_unstorable(e) {
+        OssFault::new(
+            400,
+            "InvalidObjectName",
+            "The emulator's directory storage keeps objects as files and cannot store this key next to the others; use memory storage.",
+        )
+    } else {
+        OssFault::new(500, "InternalError", &e.to_string())
+    }
 }
 
 fn check_key(ctx: &Ctx<'_>) -> Result<(), OssFault> {
@@ -657,61 +680,60 @@ fn store_blob(ctx: &Ctx<'_>, name: &str, bytes: &Bytes) -> Result<Blob, OssFault
     ctx.shared.storage.keep(name, bytes).map_err(|e| internal(&e))
 }
 
+/// Checks and keeps the bytes of a part or object: size, `Content-MD5` (the request's, when
+/// `check_md5`), the MD5 that makes the ETag and the CRC-64. A request body that was not kept
+/// (discard mode) is described by `ctx.discarded`.
 fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Result<StoredPart, OssFault> {
     const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
-    if bytes.len() as u64 > MAX_PART {
+    let discarded = ctx.discarded.filter(|_| check_md5);
+    let len = discarded.map_or(bytes.len() as u64, |d| d.len);
+    if len > MAX_PART {
         return Err(OssFault::new(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."));
     }
-    let given_md5 = ctx.headers.header_value("content-md5").filter(|_| check_md5);
-    if !ctx.shared.config.verify_md5 {
-        let (crc, len, blob) = match ctx.streamed.filter(|_| check_md5) {
-            Some(s) => (s.crc, s.len, Blob::Discarded),
+    let given = match ctx.headers.header_value("content-md5").filter(|_| check_md5) {
+        None => None,
+        Some(g) => match STANDARD.decode(g.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
+            Some(md5) => Some(md5),
             None => {
-                let crc = Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default();
-                (
-                    crc,
-                    bytes.len() as u64,
-                    store_blob(
-                        ctx,
-                        &format!("{}-{number}", if ctx.upload_id().is_empty() { "put" } else { ctx.upload_id() }),
-                        &bytes,
-                    )?,
-                )
-            }
-        };
-        let md5 = given_md5
-            .and_then(|g| STANDARD.decode(g.trim()).ok())
-            .and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok())
-            .unwrap_or_else(|| {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&crc.to_be_bytes());
-                id[8..].copy_from_slice(&len.to_be_bytes());
-                id
-            });
-        return Ok(StoredPart { blob, len, md5, crc, last_modified: now_iso() });
-    }
-    let d = Digests::compute(Hashes::MD5 | Hashes::CRC64, &bytes);
-    let md5 = d.md5.unwrap_or_default();
-    if let Some(given) = given_md5 {
-        match STANDARD.decode(given.trim()) {
-            Ok(g) if g.len() == 16 => {
-                if g != md5 {
-                    return Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified was invalid.")
-                        .ec("0017-00000503"));
-                }
-            }
-            _ => {
                 return Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified is not valid.")
                     .ec("0017-00000502"));
             }
+        },
+    };
+    let (crc, computed_md5) = match discarded {
+        Some(d) => (d.crc64, d.md5),
+        None => {
+            let hashes = if ctx.shared.config.verify_md5 { Hashes::MD5 | Hashes::CRC64 } else { Hashes::CRC64 };
+            let d = Digests::compute(hashes, &bytes);
+            (d.crc64.unwrap_or_default(), d.md5)
         }
-    }
-    let blob = store_blob(
-        ctx,
-        &format!("{}-{number}", if ctx.upload_id().is_empty() { "put" } else { ctx.upload_id() }),
-        &bytes,
-    )?;
-    Ok(StoredPart { blob, len: bytes.len() as u64, md5, crc: d.crc64.unwrap_or_default(), last_modified: now_iso() })
+    };
+    let md5 = if ctx.shared.config.verify_md5 {
+        let md5 = computed_md5.unwrap_or_default();
+        if given.is_some_and(|g| g != md5) {
+            return Err(
+                OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified was invalid.").ec("0017-00000503")
+            );
+        }
+        md5
+    } else {
+        // Benchmarks: the client's Content-MD5 when sent, else an opaque id from the CRC-64.
+        given.unwrap_or_else(|| {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&crc.to_be_bytes());
+            id[8..].copy_from_slice(&len.to_be_bytes());
+            id
+        })
+    };
+    let blob = match discarded {
+        Some(_) => Blob::Discarded,
+        None => store_blob(
+            ctx,
+            &format!("{}-{number}", if ctx.upload_id().is_empty() { "put" } else { ctx.upload_id() }),
+            &bytes,
+        )?,
+    };
+    Ok(StoredPart { blob, len, md5, crc, last_modified: now_iso() })
 }
 
 fn part_reply(part: &StoredPart) -> Result<Reply, OssFault> {

@@ -53,10 +53,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use upload_core::emulator::{
-    Blob, Dropped, Reply, Server, Storage, decode, empty, host_name, http_date, iso_now, parse_query, read_body,
-    take_fault, text_headers,
+    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, http_date,
+    is_unstorable, iso_now, parse_query, read_body, take_fault, text_headers,
 };
-use upload_core::hash::crc64::Crc64;
 use upload_core::hash::{Digests, Hashes, hex};
 
 pub use upload_core::emulator::FaultAction;
@@ -162,8 +161,17 @@ impl QsFault {
         Self::new(404, "upload_not_exists", "The upload does not exist; it may have been completed or aborted.")
     }
 
-    fn internal(e: &std::io::Error) -> Self {
-        Self::new(500, "internal_error", &e.to_string())
+    /// A storage failure: the key cannot be a file there (directory storage), or an internal error.
+    fn storage(e: &std::io::Error) -> Self {
+        if is_unstorable(e) {
+            Self::new(
+                400,
+                "invalid_object_name",
+                "The emulator's directory storage keeps objects as files and cannot store this key next to the others; use memory storage.",
+            )
+        } else {
+            Self::new(500, "internal_error", &e.to_string())
+        }
     }
 }
 
@@ -309,6 +317,8 @@ impl Emulator {
 struct Route {
     bucket: Option<String>,
     key: Option<String>,
+    /// The key's percent-decoded bytes are not UTF-8.
+    bad_key: bool,
     /// The canonical path QingStor signs: the raw request path, `/<bucket>` in front for a
     /// virtual-host request.
     canonical: String,
@@ -322,27 +332,30 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
     let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
         hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
     });
-    match virtual_bucket {
-        Some(b) => Route {
-            bucket: Some(b.to_owned()),
-            key: path.strip_prefix('/').filter(|k| !k.is_empty()).map(decode),
-            canonical: format!("/{b}{path}"),
-            query,
-        },
+    let (bucket, raw_key, canonical) = match virtual_bucket {
+        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty()), format!("/{b}{path}")),
         None => {
             let rest = path.strip_prefix('/').unwrap_or(path);
             let (bucket, key) = match rest.split_once('/') {
-                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then(|| decode(k))),
+                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then_some(k)),
                 None if !rest.is_empty() => (Some(decode(rest)), None),
                 None => (None, None),
             };
-            Route { bucket, key, canonical: path.to_owned(), query }
+            (bucket, key, path.to_owned())
         }
-    }
+    };
+    let key = raw_key.map(decode_strict);
+    let bad_key = matches!(key, Some(None));
+    Route { bucket, key: key.flatten(), bad_key, canonical, query }
 }
 
-fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Operation> {
+fn operation_of(method: &hyper::Method, route: &Route, headers: &hyper::HeaderMap) -> Option<Operation> {
     let has = |n: &str| route.query.iter().any(|(q, _)| q == n);
+    let copy = headers.contains_key("x-qs-copy-source");
+    // Put Object with a sub-resource (`append`, `acl`…) or a copy, move or fetch source is
+    // another call the emulator does not have: never a plain overwrite.
+    let other_put = route.query.iter().any(|(q, _)| crate::signing::is_subresource(q))
+        || ["x-qs-copy-source", "x-qs-move-source", "x-qs-fetch-source"].iter().any(|h| headers.contains_key(*h));
     let op = match (method.as_str(), route.key.is_some()) {
         ("POST", true) if has("uploads") => Operation::InitiateMultipartUpload,
         ("POST", true) if has("upload_id") => Operation::CompleteMultipartUpload,
@@ -356,7 +369,7 @@ fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Ope
         ("DELETE", true) if has("upload_id") => Operation::AbortMultipartUpload,
         ("GET", true) if has("upload_id") => Operation::ListMultipart,
         ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
-        ("PUT", true) => Operation::PutObject,
+        ("PUT", true) if !other_put => Operation::PutObject,
         ("GET", true) => Operation::GetObject,
         ("HEAD", true) => Operation::HeadObject,
         ("DELETE", true) => Operation::DeleteObject,
@@ -368,8 +381,7 @@ fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Ope
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dropped> {
     let route = route(&shared, &req);
     let method = req.method().clone();
-    let copy = req.headers().contains_key("x-qs-copy-source");
-    let operation = operation_of(&method, &route, copy);
+    let operation = operation_of(&method, &route, req.headers());
     let part_number = route.query.iter().find(|(n, _)| n == "part_number").and_then(|(_, v)| v.parse().ok());
     let mut entry = LoggedRequest {
         method: method.to_string(),
@@ -392,6 +404,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         Some(FaultAction::ResetMidBody { after }) => Some(*after),
         _ => None,
     };
+    // In discard mode the MD5 is computed as the bytes pass, when Content-MD5 is checked.
+    let discard = discard.then_some(if shared.config.verify_md5 { Hashes::MD5 } else { Hashes::NONE });
     let received = match read_body(req.into_body(), content_length.unwrap_or(0), discard, reset_after).await {
         Ok(b) => b,
         Err(got) => {
@@ -424,6 +438,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             return Err(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist."));
         }
         signer = Some(auth::verify(&signable, &shared.keys, SystemTime::now(), shared.config.check_time)?);
+        if route.bad_key {
+            return Err(QsFault::new(400, "invalid_object_name", "The object name is not UTF-8."));
+        }
         let op = operation
             .ok_or_else(|| QsFault::new(405, "method_not_allowed", "This request is not supported by the emulator."))?;
         if matches!(op, Operation::UploadMultipart | Operation::PutObject) && content_length.is_none() {
@@ -436,7 +453,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             query: &route.query,
             headers: &signable,
             body: received.bytes,
-            streamed: received.streamed,
+            discarded: received.discarded,
         };
         dispatch(op, &ctx)
     }
@@ -495,8 +512,8 @@ struct Ctx<'a> {
     query: &'a [(String, String)],
     headers: &'a SignableRequest,
     body: Bytes,
-    /// Length and CRC-64 of a body that was not kept (discard mode).
-    streamed: Option<Crc64>,
+    /// Length and digests of a body that was not kept (discard mode).
+    discarded: Option<Discarded>,
 }
 
 impl Ctx<'_> {
@@ -565,9 +582,11 @@ fn initiate(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
         let mut store = ctx.shared.store();
         store.counter += 1;
         let serial = store.counter;
-        let id = hex(&Digests::compute(Hashes::MD5, format!("{}/{}#{serial}", ctx.bucket, ctx.key).as_bytes())
+        // 32 hex digits that sort by creation: the serial, then a digest of bucket, key and serial.
+        let digest = hex(&Digests::compute(Hashes::MD5, format!("{}/{}#{serial}", ctx.bucket, ctx.key).as_bytes())
             .md5
             .unwrap_or_default());
+        let id = format!("{serial:016x}{}", &digest[..16]);
         store.uploads.insert(
             id.clone(),
             UploadRec {
@@ -606,40 +625,55 @@ fn check_upload(store: &Store, ctx: &Ctx<'_>) -> Result<(), QsFault> {
     }
 }
 
-/// Checks and keeps a body: size, `Content-MD5` (when `check_md5`), MD5 and CRC-64.
-fn save_part(ctx: &Ctx<'_>, name: &str, bytes: Bytes, check_md5: bool) -> Result<StoredPart, QsFault> {
-    let len = ctx.streamed.map_or(bytes.len() as u64, |s| s.len);
+/// Checks and keeps the bytes of a part or object: size, `Content-MD5` (`given_md5`, the
+/// request's), and the MD5 that makes the ETag. `discarded` describes a request body that was
+/// not kept (discard mode).
+fn save_part(
+    ctx: &Ctx<'_>,
+    name: &str,
+    bytes: Bytes,
+    discarded: Option<Discarded>,
+    given_md5: Option<String>,
+) -> Result<StoredPart, QsFault> {
+    let len = discarded.map_or(bytes.len() as u64, |d| d.len);
     if len > MAX_PART {
         return Err(QsFault::new(400, "entity_too_large", "The part or object is larger than 5 GB."));
     }
-    let given = match ctx.headers.header_value("content-md5").filter(|_| check_md5) {
+    let given = match given_md5 {
         None => None,
         Some(g) => match STANDARD.decode(g.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
             Some(md5) => Some(md5),
             None => return Err(QsFault::new(400, "invalid_argument", "Content-MD5 is not the base64 of 16 bytes.")),
         },
     };
-    if !ctx.shared.config.verify_md5 {
-        let (crc, blob) = match ctx.streamed {
-            Some(s) => (s.crc, Blob::Discarded),
-            None => (
-                Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default(),
-                ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::internal(&e))?,
-            ),
+    let md5 = if ctx.shared.config.verify_md5 {
+        let md5 = match discarded {
+            Some(d) => d.md5.unwrap_or_default(),
+            None => Digests::compute(Hashes::MD5, &bytes).md5.unwrap_or_default(),
         };
-        let md5 = given.unwrap_or_else(|| {
+        if given.is_some_and(|g| g != md5) {
+            return Err(QsFault::new(
+                400,
+                "bad_digest",
+                "The Content-MD5 you specified did not match what was received.",
+            ));
+        }
+        md5
+    } else {
+        // Benchmarks: the client's Content-MD5 when sent, else an opaque id from the CRC-64.
+        given.unwrap_or_else(|| {
+            let crc = discarded
+                .map_or_else(|| Digests::compute(Hashes::CRC64, &bytes).crc64.unwrap_or_default(), |d| d.crc64);
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&crc.to_be_bytes());
             id[8..].copy_from_slice(&len.to_be_bytes());
             id
-        });
-        return Ok(StoredPart { blob, len, md5, created: iso_now() });
-    }
-    let md5 = Digests::compute(Hashes::MD5, &bytes).md5.unwrap_or_default();
-    if given.is_some_and(|g| g != md5) {
-        return Err(QsFault::new(400, "bad_digest", "The Content-MD5 you specified did not match what was received."));
-    }
-    let blob = ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::internal(&e))?;
+        })
+    };
+    let blob = match discarded {
+        Some(_) => Blob::Discarded,
+        None => ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::storage(&e))?,
+    };
     Ok(StoredPart { blob, len, md5, created: iso_now() })
 }
 
@@ -671,7 +705,7 @@ fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
     let number = part_number(ctx)?;
     check_upload(&ctx.shared.store(), ctx)?;
     let name = format!("{}-{number}-{}", ctx.upload_id(), upload_core::emulator::unique());
-    let part = save_part(ctx, &name, ctx.body.clone(), true)?;
+    let part = save_part(ctx, &name, ctx.body.clone(), ctx.discarded, ctx.headers.header_value("content-md5"))?;
     let reply = part_reply(&part)?;
     keep_part(ctx, number, part)?;
     Ok(reply)
@@ -692,7 +726,7 @@ fn upload_part_copy(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
         .get(&(src_bucket.to_owned(), src_key.to_owned()))
         .cloned()
         .ok_or_else(|| QsFault::new(404, "object_not_exists", "The copy source does not exist."))?;
-    let bytes = object.blob.read().map_err(|e| QsFault::internal(&e))?;
+    let bytes = object.blob.read().map_err(|e| QsFault::storage(&e))?;
     let total = bytes.len();
     let (bytes, range) = match ctx.headers.header_value("x-qs-copy-range") {
         Some(range) => {
@@ -707,8 +741,7 @@ fn upload_part_copy(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
         None => (bytes, None),
     };
     let name = format!("{}-{number}-{}", ctx.upload_id(), upload_core::emulator::unique());
-    // Copies are never in discard mode: `save_part` hashes the copied bytes.
-    let part = save_part(ctx, &name, bytes, false)?;
+    let part = save_part(ctx, &name, bytes, None, None)?;
     let mut reply = part_reply(&part)?;
     if let Some(r) = range.and_then(|r| r.parse().ok()) {
         reply.headers_mut().insert("x-qs-content-copy-range", r);
@@ -762,7 +795,7 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
     }
     let len: u64 = parts.iter().map(|p| p.len).sum();
     let blobs: Vec<&Blob> = parts.iter().map(|p| &p.blob).collect();
-    let blob = ctx.shared.storage.assemble(&ctx.bucket, &ctx.key, &blobs).map_err(|e| QsFault::internal(&e))?;
+    let blob = ctx.shared.storage.assemble(&ctx.bucket, &ctx.key, &blobs).map_err(|e| QsFault::storage(&e))?;
     let content_type = upload.content_type.clone();
     // QingStor does not compute a multipart object's ETag: it keeps what the ETag header says.
     let etag = ctx.headers.header_value("etag");
@@ -829,20 +862,23 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
     let limit = limit(ctx, 200)? as usize;
     let prefix = ctx.q("prefix").unwrap_or_default().to_owned();
     let delimiter = ctx.q("delimiter").filter(|d| !d.is_empty()).map(str::to_owned);
+    if delimiter.as_ref().is_some_and(|d| d.chars().count() > 1) {
+        return Err(QsFault::new(400, "invalid_argument", "delimiter must be a single character."));
+    }
     let key_marker = ctx.q("key_marker").unwrap_or_default().to_owned();
     let id_marker = ctx.q("upload_id_marker").filter(|_| !key_marker.is_empty()).unwrap_or_default().to_owned();
     let store = ctx.shared.store();
     let mut all: Vec<(&String, &UploadRec)> =
         store.uploads.iter().filter(|(_, u)| u.bucket == ctx.bucket && u.key.starts_with(&prefix)).collect();
     all.sort_by(|a, b| (&a.1.key, a.1.serial).cmp(&(&b.1.key, b.1.serial)));
-    // After the markers: later keys, or later uploads of the marker key.
-    let marker_serial = store.uploads.get(&id_marker).map(|u| u.serial);
+    // After the markers: later keys, or later uploads of the marker key (ids sort by creation,
+    // so this holds when the marker's own upload is gone meanwhile).
     let after: Vec<(&String, &UploadRec)> = all
         .into_iter()
-        .filter(|(_, u)| {
+        .filter(|(id, u)| {
             key_marker.is_empty()
                 || u.key > key_marker
-                || (u.key == key_marker && marker_serial.is_some_and(|s| u.serial > s))
+                || (u.key == key_marker && !id_marker.is_empty() && id.as_str() > id_marker.as_str())
         })
         .collect();
     let mut uploads = Vec::new();
@@ -895,11 +931,11 @@ fn list_uploads(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
 fn put_object(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
     check_key(ctx)?;
     let name = format!("put-{}", upload_core::emulator::unique());
-    let part = save_part(ctx, &name, ctx.body.clone(), true)?;
+    let part = save_part(ctx, &name, ctx.body.clone(), ctx.discarded, ctx.headers.header_value("content-md5"))?;
     let reply = part_reply(&part)?;
     let blob = ctx.shared.storage.promote(&ctx.bucket, &ctx.key, part.blob.clone()).map_err(|e| {
         part.blob.remove();
-        QsFault::internal(&e)
+        QsFault::storage(&e)
     })?;
     let object = Object {
         blob,
@@ -920,7 +956,7 @@ fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Reply, QsFault> {
         .get(&(ctx.bucket.clone(), ctx.key.clone()))
         .cloned()
         .ok_or_else(|| QsFault::new(404, "object_not_exists", "The object you are accessing does not exist."))?;
-    let body = if head { Bytes::new() } else { object.blob.read().map_err(|e| QsFault::internal(&e))? };
+    let body = if head { Bytes::new() } else { object.blob.read().map_err(|e| QsFault::storage(&e))? };
     let mut builder = Response::builder()
         .status(200)
         .header("last-modified", object.last_modified.as_str())
