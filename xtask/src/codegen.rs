@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 /// Which spec folder feeds which crate.
-const TARGETS: &[(&str, &str)] = &[("oss", "crates/oss-multipart"), ("qingstor", "crates/qingstor-multipart")];
+const TARGETS: &[(&str, &str)] =
+    &[("oss", "crates/oss-multipart"), ("qingstor", "crates/qingstor-multipart"), ("box", "crates/box-chunked")];
 
 /// Write the files, or only check that they are up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,23 +106,25 @@ fn models(spec: &str, m: &Models) -> Result<String, String> {
         for f in &st.fields {
             let inner = f.ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>'));
             let base = inner.unwrap_or(&f.ty);
-            if !matches!(base, "String" | "u32" | "u64" | "bool") && !known.contains(base) {
+            if !matches!(base, "String" | "u32" | "u64" | "bool" | "Json") && !known.contains(base) {
                 return Err(format!("{spec}: {}.{} has unknown type {}", st.name, f.name, f.ty));
             }
+            // Free-form JSON (Box's `context_info`, file attributes).
+            let ty = f.ty.replace("Json", "serde_json::Value");
             let _ = writeln!(out, "    #[doc = {:?}]", f.doc);
             if inner.is_some() {
                 let _ = writeln!(out, "    #[serde(rename = {:?}, default)]", f.wire);
-                let _ = writeln!(out, "    pub {}: {},", f.name, f.ty);
+                let _ = writeln!(out, "    pub {}: {},", f.name, ty);
             } else if f.optional {
                 let _ = writeln!(
                     out,
                     "    #[serde(rename = {:?}, default, skip_serializing_if = \"Option::is_none\")]",
                     f.wire
                 );
-                let _ = writeln!(out, "    pub {}: Option<{}>,", f.name, f.ty);
+                let _ = writeln!(out, "    pub {}: Option<{}>,", f.name, ty);
             } else {
                 let _ = writeln!(out, "    #[serde(rename = {:?})]", f.wire);
-                let _ = writeln!(out, "    pub {}: {},", f.name, f.ty);
+                let _ = writeln!(out, "    pub {}: {},", f.name, ty);
             }
         }
         out.push_str("}\n");

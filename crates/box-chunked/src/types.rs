@@ -1,0 +1,3 @@
+//! Wire models (generated from `specs/box/models.json`).
+
+pub use crate::generated::models::*;
