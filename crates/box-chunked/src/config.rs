@@ -30,6 +30,9 @@ pub struct Config {
     /// Overall timeout of a call without a large body (part uploads get the engine's
     /// per-attempt timeout instead); 120 s by default.
     pub call_timeout: Duration,
+    /// The smallest file the uploader sends as a chunked session: Box's 20,000,000 bytes
+    /// ([`CHUNKED_MIN`](crate::CHUNKED_MIN)); change it only for a server with another minimum.
+    pub chunked_min: u64,
 }
 
 impl Config {
@@ -44,6 +47,7 @@ impl Config {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(120),
+            chunked_min: crate::CHUNKED_MIN,
         }
     }
 

@@ -35,6 +35,10 @@ const MAX_FILE: u64 = 500_000_000_000;
 
 /// Box's part rules: the server picks the part size; 0-based part indexes; the chunked minimum.
 pub fn rules() -> PartRules {
+    rules_with_min(CHUNKED_MIN)
+}
+
+fn rules_with_min(min_source_len: u64) -> PartRules {
     PartRules {
         vendor: "Box",
         min_part_size: 1,
@@ -44,7 +48,7 @@ pub fn rules() -> PartRules {
         max_parts: 10_000,
         first_part_number: 0,
         default_part_size: 8 * MIB,
-        min_source_len: CHUNKED_MIN,
+        min_source_len,
         max_source_len: MAX_FILE,
         server_picks_part_size: true,
         needs_total_len: true,
@@ -139,7 +143,7 @@ impl Protocol for BoxProtocol {
     type Error = Error;
 
     fn rules(&self) -> PartRules {
-        rules()
+        rules_with_min(self.client.config().chunked_min)
     }
 
     fn target(&self) -> String {
@@ -309,11 +313,11 @@ pub struct Uploader {
     commit: CommitOptions,
 }
 
-fn too_small(len: u64) -> UploadError<Error> {
+fn too_small(len: u64, min: u64) -> UploadError<Error> {
     UploadError::Plan(PlanError::SourceTooSmall {
         vendor: "Box",
         len,
-        min: CHUNKED_MIN,
+        min,
         hint: "; files below 20 MB take the plain upload (Uploader::upload_file picks it, or Client::upload_file)",
     })
 }
@@ -367,8 +371,9 @@ impl Uploader {
                 }
             }
         }
+        let min = self.client.config().chunked_min;
         match source.len() {
-            Some(len) if len < CHUNKED_MIN => Err(too_small(len)),
+            Some(len) if len < min => Err(too_small(len, min)),
             _ => Ok(()),
         }
     }
@@ -418,7 +423,7 @@ impl Uploader {
         let source = Source::file(path).map_err(UploadError::Read)?;
         let len = source.len().unwrap_or(0);
         let resuming = self.options.checkpoint.as_ref().is_some_and(|c| c.exists());
-        if len >= CHUNKED_MIN || resuming {
+        if len >= self.client.config().chunked_min || resuming {
             self.check(&destination, &source)?;
             let mut upload = Upload::resume_or_new(self.protocol(destination), source, self.options.clone())?;
             let done = upload.run().await?;
@@ -476,7 +481,7 @@ mod tests {
 
     #[test]
     fn files_below_the_minimum_name_the_plain_upload() {
-        let err = too_small(1_000_000);
+        let err = too_small(1_000_000, CHUNKED_MIN);
         let text = err.to_string();
         assert!(text.contains("below Box's minimum"), "{text}");
         assert!(text.contains("plain upload"), "{text}");

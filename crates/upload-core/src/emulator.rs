@@ -179,6 +179,8 @@ pub struct Discarded {
     pub crc64: u64,
     /// Its MD5, when asked for.
     pub md5: Option<[u8; 16]>,
+    /// Its SHA-1, when asked for.
+    pub sha1: Option<[u8; 20]>,
 }
 
 impl Body {
@@ -231,7 +233,7 @@ pub async fn read_body(
     }
     let discarded = hasher.map(|h| {
         let d = h.finish();
-        Discarded { len: got, crc64: d.crc64.unwrap_or_default(), md5: d.md5 }
+        Discarded { len: got, crc64: d.crc64.unwrap_or_default(), md5: d.md5, sha1: d.sha1 }
     });
     Ok(Body { bytes: received.freeze(), discarded })
 }

@@ -684,7 +684,19 @@ impl<P: Protocol> Upload<P> {
             self.emit(Event::StepPaused { parts_done, bytes_done });
             return Ok(Step::Pending { parts_done, bytes_done });
         }
-        self.complete().await.map(Step::Done)
+        let Some(deadline) = deadline else { return self.complete().await.map(Step::Done) };
+        // Completing may wait on the vendor (Box answers 202 while it processes the parts): a
+        // step that reaches its deadline stops there, and the next step completes again (every
+        // vendor's completion is safe to repeat: a repeat finds the object it made).
+        let (parts_done, bytes_done) =
+            self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
+        match tokio::time::timeout_at(deadline, self.complete()).await {
+            Ok(done) => done.map(Step::Done),
+            Err(_) => {
+                self.emit(Event::StepPaused { parts_done, bytes_done });
+                Ok(Step::Pending { parts_done, bytes_done })
+            }
+        }
     }
 
     /// Sends every part not yet stored. `Ok(true)` when all are stored and the whole-file digests
