@@ -30,6 +30,12 @@ const SUITES: &[Suite] = &[
         example: "qingstor_emulator",
         script: "tests/conformance/qingstor_conformance.py",
     },
+    Suite {
+        name: "Box (boxsdk / box_sdk_gen)",
+        package: "box-chunked",
+        example: "box_emulator",
+        script: "tests/conformance/box_conformance.py",
+    },
 ];
 
 fn python() -> String {
