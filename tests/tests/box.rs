@@ -137,6 +137,13 @@ async fn reset_503_and_a_part_stored_behind_a_lost_answer_are_each_sent_once() {
         times: 1,
         action: FaultAction::LoseResponse,
     });
+    // Box stores the part and answers 500 all the same.
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: Some(0),
+        times: 1,
+        action: FaultAction::ErrorAfter { status: 500, code: "internal_server_error".into() },
+    });
     let events = Arc::new(Mutex::new(Vec::new()));
     let e = events.clone();
     let options = UploadOptions {
@@ -158,9 +165,11 @@ async fn reset_503_and_a_part_stored_behind_a_lost_answer_are_each_sent_once() {
         .collect();
     assert_eq!(delays, [Duration::from_secs(1)], "Retry-After: 1 was honoured");
     let counts = stored_parts(&emu);
-    // Part 3 was stored by the request whose answer was lost (logged as status 0): found with
-    // List Parts, never sent again, so no 416 overlap either.
-    assert_eq!(counts.get(&3), None, "{counts:?}");
+    // Part 3 was stored by the request whose answer was lost (logged as status 0), part 0 by the
+    // one answered 500: both found with List Parts, never sent again, so no 416 overlap either.
+    assert_eq!((counts.get(&3), counts.get(&0)), (None, None), "{counts:?}");
+    let sends = |n: u32| ops(&emu, Operation::UploadPart).iter().filter(|(p, _, _)| *p == Some(n)).count();
+    assert_eq!((sends(0), sends(3)), (1, 1));
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     let overlaps = ops(&emu, Operation::UploadPart).iter().filter(|(_, s, _)| *s == 416).count();
     assert_eq!(overlaps, 0);
@@ -391,9 +400,15 @@ async fn the_operations_enforce_box_rules() {
     let body = chunk(1);
     let err = c.upload_part(&session, 256 * KIB, data.len() as u64, body.clone(), &sha1(b"other")).await.unwrap_err();
     assert_eq!(err.code(), Some(&ErrorCode::BadDigest));
-    // Off the part grid.
+    // Off the part grid: caught before sending.
+    let before = emu.requests().len();
     let err = c.upload_part(&session, 1000, data.len() as u64, body.clone(), &sha1(&body)).await.unwrap_err();
-    assert_eq!(err.service().map(|e| e.status), Some(416));
+    assert!(matches!(err, Error::Invalid(InvalidInput::ContentRange { .. })), "{err}");
+    assert!(err.to_string().contains("multiples of the part size 262144"), "{err}");
+    let short = body.slice(..1000);
+    let err = c.upload_part(&session, 256 * KIB, data.len() as u64, short.clone(), &sha1(&short)).await.unwrap_err();
+    assert!(err.to_string().contains("exactly the part size"), "{err}");
+    assert_eq!(emu.requests().len(), before, "nothing was sent");
     // Overlap with a stored part: 416 naming it.
     let again = chunk(0);
     let err = c.upload_part(&session, 0, data.len() as u64, again.clone(), &sha1(&again)).await.unwrap_err();
@@ -457,4 +472,20 @@ async fn an_expired_or_aborted_session_is_replaced_on_resume() {
     assert!(codes.contains(&Some("session_expired".into())), "{codes:?}");
     assert!(codes.contains(&Some("not_found".into())), "{codes:?}");
     assert_eq!(ops(&emu, Operation::CreateUploadSession).len(), 4, "each gone session was replaced once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once_then_reported() {
+    // Tokens that are dead on arrival: the refresh cannot help.
+    let emu = emulator(EmulatorConfig { token_lifetime: Duration::ZERO, ..small() }).await;
+    let ccg = Auth::ClientCredentials {
+        client_id: "emulator-client-id".into(),
+        client_secret: Secret::new("emulator-client-secret"),
+        subject: Subject::User("1001".into()),
+    };
+    let c = Client::new(emu.config_with(ccg)).unwrap();
+    let err = c.create_upload_session("0", "x.bin", 5000).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::InvalidToken), "{err}");
+    assert_eq!(ops(&emu, Operation::Token).len(), 2, "the first token, then one refresh");
+    assert_eq!(ops(&emu, Operation::CreateUploadSession).len(), 2, "one retry after the refresh");
 }

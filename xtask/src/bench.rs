@@ -1,12 +1,12 @@
 //! `cargo xtask bench`: measurements, side by side in one run, never assertions.
 //!
 //! 1. Hash throughput: every hash the vendors need, on one buffer.
-//! 2. Per vendor (OSS, QingStor; `--skip-oss`, `--skip-qingstor`): a generated file (1 GiB by
+//! 2. Per vendor (OSS, QingStor, Box; `--skip-oss`, `--skip-qingstor`, `--skip-box`): a generated file (1 GiB by
 //!    default, `--size MIB`) uploaded to the vendor's emulator running as its own process, by our
 //!    uploader and by the official Python SDK's uploader, runs alternating (ours, theirs, ours, …;
 //!    `--rounds N`, 3 by default), with the CPU of exactly the hashing the vendor needs over the
 //!    same file as the limit (OSS: MD5 and CRC-64 per part; QingStor: MD5 per part and of the
-//!    whole object).
+//!    whole object; Box: SHA-1 per part and of the whole file).
 //!
 //! The table is printed and written to `target/bench/report.md`.
 
@@ -81,6 +81,10 @@ struct Vendor {
     /// The official SDK's runs: label and extra script arguments.
     peers: &'static [(&'static str, &'static [&'static str])],
     limit: &'static str,
+    /// Arguments of the emulator process.
+    emulator_args: &'static [&'static str],
+    /// The part size in MiB (Box picks its own: 32 MiB for a file of 256 MiB to 4 GiB).
+    part_mib: u64,
 }
 
 const VENDORS: &[Vendor] = &[
@@ -93,6 +97,8 @@ const VENDORS: &[Vendor] = &[
         peer_script: "tests/conformance/oss_bench.py",
         peers: &[("oss2 2.19.1 resumable_upload (4 threads)", &[])],
         limit: "MD5 + CRC-64 of every part",
+        emulator_args: &["--no-verify-md5", "--discard-bodies"],
+        part_mib: 8,
     },
     Vendor {
         name: "QingStor",
@@ -109,13 +115,28 @@ const VENDORS: &[Vendor] = &[
             ),
         ],
         limit: "MD5 of every part + MD5 of the whole object",
+        emulator_args: &["--no-verify-md5", "--discard-bodies"],
+        part_mib: 8,
+    },
+    Vendor {
+        name: "Box",
+        skip_flag: "--skip-box",
+        package: "box-chunked",
+        emulator: "box_emulator",
+        client: "box_bench_upload",
+        peer_script: "tests/conformance/box_bench.py",
+        peers: &[("boxsdk 10.18.0 upload_big_file (sequential)", &[])],
+        limit: "SHA-1 of every part + SHA-1 of the whole file",
+        // Throughput, not Box's processing delay: no 202 at commit.
+        emulator_args: &["--discard-bodies", "--processing-commits", "0"],
+        part_mib: 32,
     },
 ];
 
 fn vendor(root: &Path, args: &[String], v: &Vendor, report: &mut String) -> Result<(), String> {
     let size = arg(args, "--size", 1024) << 20;
     let rounds = arg(args, "--rounds", 3).max(1);
-    let (part_mib, concurrency) = (8u64, 4u64);
+    let (part_mib, concurrency) = (v.part_mib, 4u64);
     crate::run_checked(
         crate::cargo().args([
             "build",
@@ -135,7 +156,7 @@ fn vendor(root: &Path, args: &[String], v: &Vendor, report: &mut String) -> Resu
     let file = input_file(root, size)?;
     let examples = root.join("target/release/examples");
     let mut emulator = Command::new(examples.join(v.emulator))
-        .args(["--no-verify-md5", "--discard-bodies"])
+        .args(v.emulator_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] | codegen [--check]>"
+                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] | codegen [--check]>"
             );
             false
         }

@@ -54,6 +54,35 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), InvalidInput> {
     }
 }
 
+/// Checks a part against the session's grid before it is sent: it starts on a multiple of the
+/// part size, has exactly the part size unless it ends the file, and ends within the file.
+pub fn check_range(session: &UploadSession, offset: u64, len: u64, file_size: u64) -> Result<(), InvalidInput> {
+    let part_size = session.part_size;
+    let bad = |rule: String| Err(InvalidInput::ContentRange { offset, len, rule });
+    if part_size == 0 {
+        return bad("the session has no part size".into());
+    }
+    if file_size.div_ceil(part_size) != u64::from(session.total_parts) {
+        return bad(format!(
+            "a file of {file_size} bytes in parts of {part_size} makes {} parts, the session has {}",
+            file_size.div_ceil(part_size),
+            session.total_parts
+        ));
+    }
+    if offset % part_size != 0 {
+        return bad(format!("parts start at multiples of the part size {part_size}"));
+    }
+    match offset.checked_add(len) {
+        Some(end) if end > file_size => bad(format!("it ends past the file's {file_size} bytes")),
+        Some(end) if end != file_size && len != part_size => {
+            bad(format!("every part but the last has exactly the part size {part_size}"))
+        }
+        None => bad("it overflows".into()),
+        _ if len == 0 && file_size > 0 => bad("a part is never empty".into()),
+        _ => Ok(()),
+    }
+}
+
 /// `sha=<base64>`: the `Digest` header of a part or of the whole file.
 pub fn digest_header(sha1: &[u8; 20]) -> String {
     format!("sha={}", STANDARD.encode(sha1))
@@ -267,6 +296,7 @@ impl Client {
         sha1: &[u8; 20],
     ) -> Result<UploadPart, Error> {
         let len = body.len() as u64;
+        check_range(session, offset, len, file_size)?;
         let last = (offset + len).checked_sub(1).unwrap_or(offset);
         let url = endpoint(session, |e| &e.upload_part).map_or_else(|| self.session_url(session, ""), str::to_owned);
         let mut call = Call::new("Upload part", Method::PUT, url)

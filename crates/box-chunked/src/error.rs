@@ -78,6 +78,16 @@ pub enum InvalidInput {
         /// The id.
         id: String,
     },
+    /// A part that does not fit the session's part grid: Box would answer 416.
+    #[error("part at offset {offset} of {len} bytes does not fit the session: {rule}")]
+    ContentRange {
+        /// Its first byte.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The rule it breaks.
+        rule: String,
+    },
     /// A URL Box returned (or the caller gave) points at a host this client was not configured
     /// for: the bearer token is not sent there.
     #[error("refusing to send the Box token to {0}: not a Box host nor a configured endpoint")]

@@ -41,6 +41,14 @@ pub enum FaultAction {
     },
     /// Do the operation, then drop the connection without an answer (a lost response).
     LoseResponse,
+    /// Do the operation, then answer this status and error code anyway (a server that stored
+    /// the part and still failed).
+    ErrorAfter {
+        /// HTTP status.
+        status: u16,
+        /// The vendor's error code.
+        code: String,
+    },
     /// Wait this long before handling the request.
     Delay(Duration),
 }

@@ -549,7 +549,14 @@ async fn handle(shared: Option<Arc<Shared>>, req: Request<Incoming>) -> Result<R
             discarded: received.discarded,
             content_length,
         };
-        dispatch(op, &ctx)
+        let done = dispatch(op, &ctx);
+        match &fault {
+            // Done, and answered with an error all the same.
+            Some(FaultAction::ErrorAfter { status, code }) => {
+                Err(BoxFault::new(*status, code, "Injected by the emulator after the operation."))
+            }
+            _ => done,
+        }
     }
     .await;
     let request_id = format!("{:x}", 0x5e00_0000_u64 + upload_core::emulator::unique());

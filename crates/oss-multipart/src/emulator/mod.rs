@@ -460,7 +460,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             body,
             discarded,
         };
-        dispatch(op, &ctx)
+        let done = dispatch(op, &ctx);
+        match &fault {
+            // Done, and answered with an error all the same.
+            Some(FaultAction::ErrorAfter { status, code }) => {
+                Err(OssFault::new(*status, code, "Injected by the emulator after the operation."))
+            }
+            _ => done,
+        }
     }
     .await;
 
