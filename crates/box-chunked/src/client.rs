@@ -69,7 +69,7 @@ pub fn check_range(session: &UploadSession, offset: u64, len: u64, file_size: u6
             session.total_parts
         ));
     }
-    if offset % part_size != 0 {
+    if !offset.is_multiple_of(part_size) {
         return bad(format!("parts start at multiples of the part size {part_size}"));
     }
     match offset.checked_add(len) {
