@@ -295,8 +295,16 @@ async fn tokens_from_the_token_endpoint_refresh_on_401_and_rotate() {
     let c = Client::new(emu.config_with(ccg)).unwrap();
     let uploader = Uploader::new(c.clone()).with_options(UploadOptions { concurrency: 1, ..quick_options() });
     let data = Bytes::from(pattern(MIB as usize, 7));
+    emu.inject(Fault {
+        operation: Some(Operation::UploadPart),
+        part_number: None,
+        times: 1000,
+        action: FaultAction::Delay(Duration::from_millis(100)),
+    });
     let mut upload = uploader.upload("0", "ccg.bin", Source::bytes(data.clone())).unwrap();
-    upload.step(Duration::from_millis(1)).await.unwrap();
+    // The first step gets a token, creates the session and sends a part or two.
+    assert!(matches!(upload.step(Duration::from_millis(400)).await.unwrap(), Step::Pending { .. }));
+    assert_eq!(ops(&emu, Operation::Token).len(), 1);
     // Every issued token is revoked mid-upload: the next call gets 401, refreshes once, goes on.
     emu.expire_tokens();
     let done = match upload.step(Duration::from_secs(30)).await.unwrap() {
@@ -329,7 +337,7 @@ async fn tokens_from_the_token_endpoint_refresh_on_401_and_rotate() {
         subject: Subject::User("1001".into()),
     };
     let err = Client::new(emu.config_with(wrong)).unwrap().get_file("1").await.unwrap_err();
-    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     let text = format!("{err} {err:?}");
     assert!(text.contains("invalid_client") && !text.contains("wrong-client-secret"), "{text}");
 
@@ -488,4 +496,94 @@ async fn an_expired_token_is_refreshed_once_then_reported() {
     assert_eq!(err.code(), Some(&ErrorCode::InvalidToken), "{err}");
     assert_eq!(ops(&emu, Operation::Token).len(), 2, "the first token, then one refresh");
     assert_eq!(ops(&emu, Operation::CreateUploadSession).len(), 2, "one retry after the refresh");
+}
+
+// Regressions found in review: each failed before its fix.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_saved_before_the_commit_answered_resumes_to_the_same_file() {
+    let emu = emulator(EmulatorConfig { processing_commits: 1, ..small() }).await;
+    let data = Bytes::from(pattern(MIB as usize, 21));
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options());
+    let mut upload = uploader.upload("0", "twice.bin", Source::bytes(data.clone())).unwrap();
+    // The first step stores every part and meets the 202 of the first commit.
+    let mut saved = None;
+    for _ in 0..10 {
+        match upload.step(Duration::from_millis(800)).await.unwrap() {
+            Step::Pending { .. } if ops(&emu, Operation::Commit).is_empty() => {}
+            Step::Pending { .. } => {
+                saved = Some(serde_json::to_string(&upload.into_state().unwrap()).unwrap());
+                break;
+            }
+            Step::Done(_) => panic!("the first commit is answered 202"),
+        }
+    }
+    let saved = saved.expect("a state saved during the commit");
+    let state = || serde_json::from_str(&saved).unwrap();
+    let done = uploader.resume(Source::bytes(data.clone()), state()).run().await.unwrap();
+    let puts = ops(&emu, Operation::UploadPart).len();
+    // The handler's answer was lost: the same saved state is resumed again.
+    let again = uploader.resume(Source::bytes(data.clone()), state()).run().await.unwrap();
+    assert_eq!(again.output.id, done.output.id);
+    assert_eq!(emu.file_content(&done.output.id).unwrap(), data);
+    assert_eq!(ops(&emu, Operation::UploadPart).len(), puts, "no part was sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_wait_within_their_limit_and_never_spin() {
+    // Box keeps answering 202: the wait ends at its limit with a typed error, not retried.
+    let emu = emulator(EmulatorConfig { processing_commits: 1000, ..small() }).await;
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options()).with_commit_wait(Duration::from_secs(2));
+    let err = uploader.upload("0", "slow.bin", Source::bytes(vec![1u8; 5000])).unwrap().run().await.unwrap_err();
+    assert!(matches!(err.vendor_error(), Some(Error::Processing { .. })), "{err}");
+    assert!(!err.vendor_error().unwrap().is_retryable());
+    let commits = ops(&emu, Operation::Commit).len();
+    assert!((2..=4).contains(&commits), "one commit a second within the 2 s wait: {commits}");
+    // Retry-After: 0 is taken as a second, not as no wait at all.
+    let emu = emulator(EmulatorConfig { processing_commits: 2, processing_retry_after: 0, ..small() }).await;
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options());
+    uploader.upload("0", "zero.bin", Source::bytes(vec![2u8; 5000])).unwrap().run().await.unwrap();
+    assert_eq!(ops(&emu, Operation::Commit).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_down_for_a_moment_is_retried_and_as_user_needs_an_admin() {
+    let emu = emulator(small()).await;
+    emu.inject(Fault {
+        operation: Some(Operation::Token),
+        part_number: None,
+        times: 1,
+        action: FaultAction::Error { status: 503, code: "unavailable".into(), retry_after: None },
+    });
+    let ccg = Auth::ClientCredentials {
+        client_id: "emulator-client-id".into(),
+        client_secret: Secret::new("emulator-client-secret"),
+        subject: Subject::User("1001".into()),
+    };
+    let uploader = Uploader::new(Client::new(emu.config_with(ccg)).unwrap()).with_options(quick_options());
+    let data = Bytes::from(vec![5u8; 5000]);
+    let done = uploader.upload("0", "token.bin", Source::bytes(data.clone())).unwrap().run().await.unwrap();
+    assert_eq!(emu.file_content(&done.output.id).unwrap(), data);
+    assert_eq!(ops(&emu, Operation::Token).iter().map(|(_, s, _)| *s).collect::<Vec<_>>(), [503, 200]);
+    // A user who is not an admin cannot act as another.
+    let emu = emulator(EmulatorConfig { tokens: vec![("user-token".into(), "3003".into())], ..small() }).await;
+    let config = emu.config_with(Auth::Token(Secret::new("user-token"))).with_as_user("1001");
+    let err = Client::new(config).unwrap().create_upload_session("0", "x.bin", 5000).await.unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::AccessDeniedInsufficientPermissions), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_stops_at_its_deadline_while_the_session_is_created() {
+    let emu = emulator(small()).await;
+    emu.inject(Fault {
+        operation: Some(Operation::CreateUploadSession),
+        part_number: None,
+        times: 1,
+        action: FaultAction::Error { status: 429, code: "rate_limit_exceeded".into(), retry_after: Some(4) },
+    });
+    let uploader = Uploader::new(client(&emu)).with_options(quick_options());
+    let mut upload = uploader.upload("0", "budget.bin", Source::bytes(vec![7u8; 5000])).unwrap();
+    // The 429 asks for 4 s; a 1 s step must not wait for it.
+    let step = tokio::time::timeout(Duration::from_millis(3500), upload.step(Duration::from_secs(1))).await;
+    assert!(matches!(step, Ok(Ok(Step::Pending { .. }))), "{step:?}");
 }

@@ -45,11 +45,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let emulator: serde_json::Value = serde_json::from_str(&std::env::var("EMULATOR")?)?;
     let text = |k: &str| emulator[k].as_str().unwrap_or_default().to_owned();
-    let config = Config::with_token(text("developer_token")).with_urls(
+    let mut config = Config::with_token(text("developer_token")).with_urls(
         &text("api_url"),
         &text("upload_url"),
         &text("oauth_url"),
     )?;
+    // The emulator's session endpoints point at a host of their own, as Box's regional hosts do.
+    config.trusted_urls.push(text("session_url").trim_end_matches("/api/2.0").to_owned());
     let uploader =
         Uploader::new(Client::new(config)?).with_options(UploadOptions { concurrency, ..UploadOptions::default() });
     // Box refuses a second file of the same name: one name per run.

@@ -34,6 +34,7 @@ async fn main() -> std::io::Result<()> {
         "api_url": emulator.api_url(),
         "upload_url": emulator.upload_url(),
         "oauth_url": emulator.oauth_url(),
+        "session_url": emulator.session_url(),
         "developer_token": emulator.token(),
         "client_id": client_id,
         "client_secret": client_secret,

@@ -194,20 +194,26 @@ impl Tokens {
         let bytes = response.bytes().await.map_err(Error::transport)?;
         if !status.is_success() {
             // Only the OAuth error and its description: never the request, which holds secrets.
-            return Err(Error::Auth(match serde_json::from_slice::<OAuthError>(&bytes) {
+            let detail = match serde_json::from_slice::<OAuthError>(&bytes) {
                 Ok(e) => match e.error_description {
                     Some(d) => format!("HTTP {} {}: {d}", status.as_u16(), e.error),
                     None => format!("HTTP {} {}", status.as_u16(), e.error),
                 },
                 Err(_) => format!("HTTP {} from the token endpoint", status.as_u16()),
-            }));
+            };
+            return Err(Error::Auth { status: status.as_u16(), detail });
         }
         let granted: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|e| Error::MalformedResponse { operation: "token request", detail: e.to_string() })?;
         if let Some(r) = granted.refresh_token {
             *self.refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(r));
         }
-        let renew_at = granted.expires_in.map(|s| Instant::now() + Duration::from_secs(s).saturating_sub(MARGIN));
+        // Renew a minute early (half the lifetime for short ones); lifetimes past a year are
+        // treated as a year.
+        let renew_at = granted.expires_in.and_then(|s| {
+            let lifetime = Duration::from_secs(s.min(365 * 24 * 3600));
+            Instant::now().checked_add(lifetime - MARGIN.min(lifetime / 2))
+        });
         Ok(Current { token: Secret::new(granted.access_token), renew_at })
     }
 }

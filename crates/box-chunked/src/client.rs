@@ -194,11 +194,12 @@ impl Client {
         let mut token = tokens.get(&self.inner.http).await?;
         let mut refreshed = false;
         loop {
-            let mut request = self
-                .inner
-                .http
-                .request(call.method.clone(), url.clone())
-                .header("authorization", format!("Bearer {}", token.expose()));
+            let mut bearer =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    Error::Auth { status: 0, detail: "the access token is not a valid header value".into() }
+                })?;
+            bearer.set_sensitive(true);
+            let mut request = self.inner.http.request(call.method.clone(), url.clone()).header("authorization", bearer);
             if let Some(user) = &self.config().as_user {
                 request = request.header("as-user", user.as_str());
             }
@@ -207,6 +208,10 @@ impl Client {
             }
             if call.body.len() < (1 << 20) {
                 request = request.timeout(self.config().call_timeout);
+            } else if call.operation.starts_with("Upload file") {
+                // The plain upload has no engine timeout: the call timeout plus 2 s per MiB.
+                let per_mib = Duration::from_secs(2) * u32::try_from(call.body.len() >> 20).unwrap_or(u32::MAX);
+                request = request.timeout(self.config().call_timeout.saturating_add(per_mib));
             }
             if matches!(call.method, Method::PUT | Method::POST) {
                 request = request.header(reqwest::header::CONTENT_LENGTH, call.body.len());
@@ -332,13 +337,15 @@ impl Client {
 
     /// List parts, every page, sorted by offset.
     pub async fn list_all_parts(&self, session: &UploadSession) -> Result<Vec<UploadPart>, Error> {
+        const PAGE: u32 = 1000;
         let mut parts: Vec<UploadPart> = Vec::new();
         loop {
-            let page = self.list_parts(session, parts.len() as u64, 1000).await?;
+            let page = self.list_parts(session, parts.len() as u64, PAGE).await?;
             let n = page.entries.len();
             parts.extend(page.entries);
-            let total = page.total_count.unwrap_or(0);
-            if n == 0 || parts.len() as u64 >= total {
+            // `offset` counts entries; a short page, or the total reached, ends the list.
+            let reached = page.total_count.is_some_and(|t| parts.len() as u64 >= t);
+            if n < PAGE as usize || reached {
                 break;
             }
         }

@@ -33,6 +33,9 @@ pub struct Config {
     /// The smallest file the uploader sends as a chunked session: Box's 20,000,000 bytes
     /// ([`CHUNKED_MIN`](crate::CHUNKED_MIN)); change it only for a server with another minimum.
     pub chunked_min: u64,
+    /// More URL bases (`scheme://host[:port]`) the token may go to, such as an emulator's
+    /// regional upload host; Box's own `https://*.box.com` hosts are always trusted.
+    pub trusted_urls: Vec<String>,
 }
 
 impl Config {
@@ -48,6 +51,7 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(120),
             chunked_min: crate::CHUNKED_MIN,
+            trusted_urls: Vec::new(),
         }
     }
 
@@ -82,7 +86,9 @@ impl Config {
     /// * `BOX_ACCESS_TOKEN` (or `BOX_DEVELOPER_TOKEN`): a fixed token; otherwise
     /// * `BOX_CLIENT_ID` and `BOX_CLIENT_SECRET` with `BOX_REFRESH_TOKEN` (OAuth 2), or with
     ///   `BOX_ENTERPRISE_ID` or `BOX_USER_ID` (Client Credentials Grant);
-    /// * `BOX_AS_USER`; `BOX_API_URL`, `BOX_UPLOAD_URL`, `BOX_OAUTH_URL` to point elsewhere.
+    /// * `BOX_AS_USER`; `BOX_API_URL`, `BOX_UPLOAD_URL`, `BOX_OAUTH_URL` to point elsewhere, and
+    ///   `BOX_TRUSTED_URLS` (comma-separated `scheme://host[:port]`) for more hosts the token may
+    ///   go to (an emulator's session host, a proxy).
     pub fn from_env() -> Result<Self, InvalidInput> {
         Self::from_vars(&std::env::vars().collect())
     }
@@ -119,6 +125,9 @@ impl Config {
             config = config.with_urls(&api, &upload, &oauth)?;
         }
         config.as_user = var("BOX_AS_USER");
+        if let Some(urls) = var("BOX_TRUSTED_URLS") {
+            config.trusted_urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        }
         Ok(config)
     }
 
@@ -127,7 +136,7 @@ impl Config {
     pub(crate) fn trusts(&self, url: &url::Url) -> bool {
         let Some(host) = url.host_str() else { return false };
         let box_host = url.scheme() == "https" && (host == "box.com" || host.ends_with(".box.com"));
-        let configured = [&self.api_url, &self.upload_url].iter().any(|c| {
+        let configured = [&self.api_url, &self.upload_url].into_iter().chain(&self.trusted_urls).any(|c| {
             url::Url::parse(c).is_ok_and(|c| {
                 c.scheme() == url.scheme()
                     && c.host_str() == Some(host)

@@ -110,9 +110,22 @@ pub enum Error {
     /// The input breaks one of Box's rules; nothing was sent.
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
-    /// Getting an access token failed (the token endpoint's `error` and description).
-    #[error("Box did not grant an access token: {0}")]
-    Auth(String),
+    /// The token endpoint refused a token (its `error` and description) or was unavailable
+    /// (`status` 429 or 5xx: retried).
+    #[error("Box did not grant an access token: {detail}")]
+    Auth {
+        /// The token endpoint's HTTP status.
+        status: u16,
+        /// Its `error` and `error_description`.
+        detail: String,
+    },
+    /// Box was still processing the parts when the commit wait ran out: the session stays, and
+    /// committing again later (a resume) finishes the upload.
+    #[error("Box was still processing the parts after {waited:?} of commits answered 202; commit again later (resume)")]
+    Processing {
+        /// How long commits were repeated.
+        waited: Duration,
+    },
     /// Box's answer could not be understood.
     #[error("Box's answer to {operation} could not be read: {detail}")]
     MalformedResponse {
@@ -162,7 +175,9 @@ impl upload_core::Classify for Error {
             // A body cut off while it was read is a decode error in reqwest: retry it too.
             Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
             Error::MalformedResponse { .. } => true,
-            Error::Invalid(_) | Error::Auth(_) | Error::Integrity(_) => false,
+            // The token endpoint overloaded or down: a token may come at the next attempt.
+            Error::Auth { status, .. } => upload_core::retry::status_is_retryable(*status),
+            Error::Invalid(_) | Error::Integrity(_) | Error::Processing { .. } => false,
         }
     }
 
@@ -178,8 +193,8 @@ impl upload_core::Classify for Error {
             // Box may store a part and still answer 5xx.
             Error::Service(e) => e.status >= 500,
             Error::Transport(e) => !e.is_connect(),
-            Error::MalformedResponse { .. } | Error::Integrity(_) => true,
-            Error::Invalid(_) | Error::Auth(_) => false,
+            Error::MalformedResponse { .. } | Error::Integrity(_) | Error::Processing { .. } => true,
+            Error::Invalid(_) | Error::Auth { .. } => false,
         }
     }
 }

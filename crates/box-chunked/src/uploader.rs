@@ -163,13 +163,25 @@ impl Protocol for BoxProtocol {
 
     async fn create(&self, total_len: Option<u64>, _part_size: u64) -> Result<Created<BoxSession>, Error> {
         let file_size = total_len.unwrap_or(0);
-        let session = match &self.destination {
+        let created = match &self.destination {
             Destination::Folder { folder_id, name } => {
-                self.client.create_upload_session(folder_id, name, file_size).await?
+                self.client.create_upload_session(folder_id, name, file_size).await
             }
             Destination::Version { file_id, new_name } => {
-                self.client.create_file_upload_session(file_id, file_size, new_name.as_deref()).await?
+                self.client.create_file_upload_session(file_id, file_size, new_name.as_deref()).await
             }
+        };
+        let session = match created {
+            Ok(s) => s,
+            // A retried create that met the session the first attempt made: Box names it.
+            Err(Error::Service(e)) if e.code == ErrorCode::SessionConflict => e
+                .body
+                .context_info
+                .as_ref()
+                .and_then(|c| c.get("session"))
+                .and_then(|s| serde_json::from_value::<UploadSession>(s.clone()).ok())
+                .ok_or(Error::Service(e))?,
+            Err(e) => return Err(e),
         };
         let part_size = session.part_size;
         Ok(Created {
@@ -183,16 +195,17 @@ impl Protocol for BoxProtocol {
         let (offset, len) = (part.spec.offset, part.spec.len);
         match self.client.upload_part(&session.session, offset, session.file_size, part.body, &sha1).await {
             Err(Error::Service(e)) if e.code == ErrorCode::RangeOverlapsExistingPart => {
-                // The same part, stored by an attempt whose answer was lost: done.
+                // The same part, stored by an attempt whose answer was lost: done, once its
+                // SHA-1 is known to be ours (List Parts tells when the error does not).
                 let ours = upload_core::hash::hex(&sha1);
-                match e.conflicting_part() {
-                    Some(p)
-                        if p.offset == offset
-                            && p.size == len
-                            && p.sha1.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(&ours)) =>
-                    {
-                        Ok(p)
-                    }
+                let same = |p: &UploadPart| p.offset == offset && p.size == len;
+                let Some(conflict) = e.conflicting_part().filter(same) else { return Err(Error::Service(e)) };
+                let stored = match conflict.sha1 {
+                    Some(_) => Some(conflict),
+                    None => self.client.list_all_parts(&session.session).await?.into_iter().find(same),
+                };
+                match stored {
+                    Some(p) if p.sha1.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(&ours)) => Ok(p),
                     _ => Err(Error::Service(e)),
                 }
             }
@@ -249,8 +262,9 @@ impl Protocol for BoxProtocol {
                     }
                     return Ok(*file);
                 }
-                // Box has the parts and is still processing them.
-                Ok(Commit::Processing { retry_after }) => retry_after.unwrap_or(Duration::from_secs(1)),
+                // Box has the parts and is still processing them (at least a second between commits,
+                // whatever Retry-After says).
+                Ok(Commit::Processing { retry_after }) => retry_after.unwrap_or_default().max(Duration::from_secs(1)),
                 // Box can report this right after the last part, before it has registered it.
                 Err(e) if e.code() == Some(&ErrorCode::PartsMismatch) && mismatches < 3 => {
                     mismatches += 1;
@@ -258,17 +272,11 @@ impl Protocol for BoxProtocol {
                 }
                 Err(e) => return Err(e),
             };
-            let wait = wait.min(Duration::from_secs(60));
-            if started.elapsed() + wait > wait_limit {
-                return Err(Error::MalformedResponse {
-                    operation: "Commit upload session",
-                    detail: format!(
-                        "Box was still processing the parts after {:?}; the session stays, commit again later (resume)",
-                        started.elapsed()
-                    ),
-                });
+            if started.elapsed() >= wait_limit {
+                return Err(Error::Processing { waited: started.elapsed() });
             }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(wait.min(Duration::from_secs(60)).min(wait_limit.saturating_sub(started.elapsed())))
+                .await;
         }
     }
 
@@ -458,10 +466,41 @@ impl Uploader {
                 }
             }
         };
-        let policy = upload_core::RetryPolicy { max_attempts: 1, ..self.options.retry.clone() };
-        let file = upload_core::retry::retry(&policy, attempt, |_, _, _| {}).await.map_err(|source| {
-            UploadError::Vendor { operation: upload_core::Operation::UploadPart, part: Some(0), source }
-        })?;
+        // Retried only when the failure cannot have stored the file (a refused connection, 429,
+        // a 503 before the body): a file stored behind a lost answer would make the retry a
+        // name conflict or a second version.
+        let policy = &self.options.retry;
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let file = loop {
+            attempts += 1;
+            match attempt().await {
+                Ok(file) => break file,
+                Err(e) => {
+                    use upload_core::Classify as _;
+                    let again = e.is_retryable()
+                        && !e.may_have_taken_effect()
+                        && attempts < policy.max_attempts
+                        && started.elapsed() < policy.max_elapsed;
+                    if !again {
+                        let reason = if e.is_retryable() {
+                            upload_core::retry::GiveUp::Attempts
+                        } else {
+                            upload_core::retry::GiveUp::NotRetryable
+                        };
+                        let source =
+                            upload_core::retry::Retried { error: e, attempts, elapsed: started.elapsed(), reason };
+                        return Err(UploadError::Vendor {
+                            operation: upload_core::Operation::SingleRequest,
+                            part: None,
+                            source,
+                        });
+                    }
+                    let backoff = policy.initial_backoff.saturating_mul(1 << attempts.min(10)).min(policy.max_backoff);
+                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
+                }
+            }
+        };
         if let (Some(ours), Some(theirs)) = (sha1, file.sha1.as_deref())
             && !theirs.eq_ignore_ascii_case(&upload_core::hash::hex(&ours))
         {

@@ -289,8 +289,8 @@ impl Uploader {
         )
         .await
         .map_err(|source| UploadError::Vendor {
-            operation: upload_core::Operation::UploadPart,
-            part: Some(1),
+            operation: upload_core::Operation::SingleRequest,
+            part: None,
             source,
         })?;
         if let (Some(ours), Some(theirs)) = (digests.crc64, out.crc64)

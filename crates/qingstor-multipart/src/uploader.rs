@@ -321,8 +321,8 @@ impl Uploader {
         )
         .await
         .map_err(|source| UploadError::Vendor {
-            operation: upload_core::Operation::UploadPart,
-            part: Some(0),
+            operation: upload_core::Operation::SingleRequest,
+            part: None,
             source,
         })?;
         let ours = digests.md5_hex();

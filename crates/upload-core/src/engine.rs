@@ -111,6 +111,8 @@ pub enum Operation {
     Complete,
     /// Aborting the upload.
     Abort,
+    /// Sending a small file whole, in one request (no session).
+    SingleRequest,
 }
 
 impl std::fmt::Display for Operation {
@@ -121,6 +123,7 @@ impl std::fmt::Display for Operation {
             Operation::ListParts => "listing the uploaded parts",
             Operation::Complete => "completing the upload",
             Operation::Abort => "aborting the upload",
+            Operation::SingleRequest => "uploading the whole file in one request",
         })
     }
 }
@@ -333,6 +336,8 @@ pub struct Upload<P: Protocol> {
     parts_skipped: u32,
     /// Recent time to store one part, to plan a step's budget.
     part_time: Option<Duration>,
+    /// The deadline of the running step: vendor calls do not wait past it.
+    deadline: Option<Instant>,
 }
 
 impl<P: Protocol> std::fmt::Debug for Upload<P> {
@@ -373,6 +378,7 @@ impl<P: Protocol> Upload<P> {
             parts_uploaded: 0,
             parts_skipped: 0,
             part_time: None,
+            deadline: None,
         }
     }
 
@@ -471,8 +477,15 @@ impl<P: Protocol> Upload<P> {
             Operation::ListParts => "list_parts",
             Operation::Complete => "complete",
             Operation::Abort => "abort",
+            Operation::SingleRequest => "single_request",
         };
-        retry(&self.options.retry, f, |attempt, error, delay| {
+        // In a step, a retry never waits past the step's deadline: it gives up for this step
+        // (`GiveUp::Time`), and `drive` pauses instead of failing.
+        let mut policy = self.options.retry.clone();
+        if let Some(d) = self.deadline {
+            policy.max_elapsed = policy.max_elapsed.min(d.saturating_duration_since(Instant::now()));
+        }
+        retry(&policy, f, |attempt, error, delay| {
             tracing::debug!(operation = name, attempt, ?delay, %error, "retrying");
             self.emit(Event::Retrying { operation: name, attempt, delay, error: error.to_string() });
         })
@@ -671,7 +684,25 @@ impl<P: Protocol> Upload<P> {
         if self.options.cancel.is_cancelled() {
             return Err(UploadError::Cancelled);
         }
-        self.prepare().await?;
+        self.deadline = deadline;
+        // Whether the step's deadline, not the retry policy's own limit, bounds the waits.
+        let deadline_bounds =
+            deadline.is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.options.retry.max_elapsed);
+        let prepared = self.prepare().await;
+        self.deadline = None;
+        match prepared {
+            // Creating or reconciling the session met a wait (Retry-After, backoff) that would
+            // end after the step's deadline: pause; the next step asks again.
+            Err(UploadError::Vendor { source, .. })
+                if deadline_bounds && matches!(source.reason, crate::retry::GiveUp::Time) =>
+            {
+                let (parts_done, bytes_done) =
+                    self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
+                self.emit(Event::StepPaused { parts_done, bytes_done });
+                return Ok(Step::Pending { parts_done, bytes_done });
+            }
+            other => other?,
+        }
         let mut last_save = Instant::now();
         let outcome = self.send_parts(deadline, &mut last_save).await;
         // Whatever happened, the state on disk is the newest one.

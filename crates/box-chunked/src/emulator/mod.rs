@@ -134,9 +134,11 @@ pub struct EmulatorConfig {
     pub data_dir: Option<PathBuf>,
     /// Keep only the length and digests of part bodies, not the bytes (benchmarks).
     pub discard_bodies: bool,
-    /// The base of `session_endpoints` (default: the upload host's `…/api/2.0`); tests point it
-    /// elsewhere to check that clients refuse untrusted hosts.
+    /// The base of `session_endpoints` (default: a regional upload host of its own, as Box
+    /// returns); tests point it elsewhere to check that clients refuse untrusted hosts.
     pub session_endpoint_base: Option<String>,
+    /// Users who may act as others with `As-User` (service accounts always may).
+    pub admins: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -158,6 +160,7 @@ impl Default for EmulatorConfig {
             data_dir: None,
             discard_bodies: false,
             session_endpoint_base: None,
+            admins: vec!["1001".into()],
         }
     }
 }
@@ -273,7 +276,17 @@ impl Shared {
 pub struct Emulator {
     api: Server,
     upload: Server,
+    /// Where session endpoints point.
+    regional: Server,
     shared: Arc<Shared>,
+}
+
+/// Which listener a request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Host {
+    Api,
+    Upload,
+    Session,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -298,19 +311,27 @@ impl Emulator {
         let upload_slot = slot.clone();
         let upload = Server::start(upload_listen, move |req| {
             let shared = upload_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            handle(shared, req)
+            handle(shared, Host::Upload, req)
         })
         .await?;
         let api_slot = slot.clone();
         let api = Server::start(api_listen, move |req| {
             let shared = api_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            handle(shared, req)
+            handle(shared, Host::Api, req)
+        })
+        .await?;
+        // The session endpoints go to a host of their own, as Box's regional upload hosts do:
+        // a client that builds the URLs itself instead of following them fails.
+        let regional_slot = slot.clone();
+        let regional = Server::start(SocketAddr::new(upload_listen.ip(), 0), move |req| {
+            let shared = regional_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            handle(shared, Host::Session, req)
         })
         .await?;
         let upload_base = config
             .session_endpoint_base
             .clone()
-            .unwrap_or_else(|| format!("http://{}/api/2.0", upload.addr()))
+            .unwrap_or_else(|| format!("http://{}/api/2.0", regional.addr()))
             .trim_end_matches('/')
             .to_owned();
         let mut store = Store::default();
@@ -322,7 +343,7 @@ impl Emulator {
         }
         let shared = Arc::new(Shared { config, storage, upload_base, store: Mutex::new(store) });
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-        Ok(Self { api, upload, shared })
+        Ok(Self { api, upload, regional, shared })
     }
 
     /// The API base, `http://127.0.0.1:<port>/2.0`.
@@ -365,7 +386,14 @@ impl Emulator {
         let base = crate::Config::new(auth);
         let mut config = base.clone().with_urls(&self.api_url(), &self.upload_url(), &self.oauth_url()).unwrap_or(base);
         config.chunked_min = self.shared.config.min_chunked;
+        // The regional host of the session endpoints, as Box's own *.box.com hosts are trusted.
+        config.trusted_urls.push(format!("http://{}", self.regional.addr()));
         config
+    }
+
+    /// The host the session endpoints point at (Box's regional upload host).
+    pub fn session_url(&self) -> String {
+        format!("http://{}/api/2.0", self.regional.addr())
     }
 
     /// Makes every token the token endpoint issued expire now (fixed tokens stay).
@@ -443,31 +471,36 @@ fn ok_json<T: Serialize>(status: u16, doc: &T) -> Result<Reply, BoxFault> {
         .map_err(|e| BoxFault::new(500, "internal_server_error", &e.to_string()))
 }
 
-/// A parsed route: the operation and the id in the path.
-fn route(method: &str, path: &str) -> Option<(Operation, Option<String>)> {
-    let path = path.strip_prefix("/api").unwrap_or(path);
-    if method == "POST" && path == "/oauth2/token" {
-        return Some((Operation::Token, None));
-    }
+/// A parsed route: the operation and the id in the path. The API host serves file information,
+/// downloads and tokens (`/2.0/…`, `/oauth2/token`); the upload hosts serve sessions and uploads
+/// (`/api/2.0/…`), as Box's hosts do.
+fn route(host: Host, method: &str, path: &str) -> Option<(Operation, Option<String>)> {
+    let path = match host {
+        Host::Api if method == "POST" && path == "/oauth2/token" => return Some((Operation::Token, None)),
+        Host::Api => path,
+        Host::Upload | Host::Session => path.strip_prefix("/api")?,
+    };
     let rest = path.strip_prefix("/2.0/files")?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let id = |i: usize| segments.get(i).map(|s| (*s).to_owned());
     let op = match (method, segments.as_slice()) {
-        ("POST", ["upload_sessions"]) => Operation::CreateUploadSession,
-        ("POST", ["content"]) => Operation::UploadFile,
-        ("GET", ["upload_sessions", _]) => return Some((Operation::GetUploadSession, id(1))),
-        ("PUT", ["upload_sessions", _]) => return Some((Operation::UploadPart, id(1))),
-        ("DELETE", ["upload_sessions", _]) => return Some((Operation::Abort, id(1))),
-        ("GET", ["upload_sessions", _, "parts"]) => return Some((Operation::ListParts, id(1))),
-        ("POST", ["upload_sessions", _, "commit"]) => return Some((Operation::Commit, id(1))),
-        ("POST", ["upload_sessions", _, "log"]) => return Some((Operation::LogEvent, id(1))),
-        ("POST", [_, "upload_sessions"]) => return Some((Operation::CreateFileUploadSession, id(0))),
-        ("POST", [_, "content"]) => return Some((Operation::UploadFileVersion, id(0))),
-        ("GET", [_, "content"]) => return Some((Operation::DownloadFile, id(0))),
-        ("GET", [_]) => return Some((Operation::GetFile, id(0))),
+        ("POST", ["upload_sessions"]) => (Operation::CreateUploadSession, None),
+        ("POST", ["content"]) => (Operation::UploadFile, None),
+        ("GET", ["upload_sessions", _]) => (Operation::GetUploadSession, id(1)),
+        ("PUT", ["upload_sessions", _]) => (Operation::UploadPart, id(1)),
+        ("DELETE", ["upload_sessions", _]) => (Operation::Abort, id(1)),
+        ("GET", ["upload_sessions", _, "parts"]) => (Operation::ListParts, id(1)),
+        ("POST", ["upload_sessions", _, "commit"]) => (Operation::Commit, id(1)),
+        ("POST", ["upload_sessions", _, "log"]) => (Operation::LogEvent, id(1)),
+        ("POST", [_, "upload_sessions"]) => (Operation::CreateFileUploadSession, id(0)),
+        ("POST", [_, "content"]) => (Operation::UploadFileVersion, id(0)),
+        ("GET", [_, "content"]) => (Operation::DownloadFile, id(0)),
+        ("GET", [_]) => (Operation::GetFile, id(0)),
         _ => return None,
     };
-    Some((op, None))
+    Some(op).filter(|(op, _)| {
+        (host == Host::Api) == matches!(op, Operation::GetFile | Operation::DownloadFile | Operation::Token)
+    })
 }
 
 /// `bytes a-b/total` → (a, b, total).
@@ -477,12 +510,12 @@ fn content_range(value: &str) -> Option<(u64, u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
-async fn handle(shared: Option<Arc<Shared>>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>) -> Result<Reply, Dropped> {
     let Some(shared) = shared else { return Ok(empty(503)) };
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or_default());
-    let routed = route(&method, &path);
+    let routed = route(host, &method, &path);
     let operation = routed.as_ref().map(|(op, _)| *op);
     let id = routed.and_then(|(_, id)| id);
     let headers = text_headers(req.headers());
@@ -593,7 +626,16 @@ fn authenticate(shared: &Shared, authorization: Option<&str>, as_user: Option<St
         store.tokens.remove(token);
         return Err(unauthorized());
     }
-    Ok(as_user.filter(|u| !u.is_empty()).unwrap_or(owner))
+    match as_user.filter(|u| !u.is_empty()) {
+        None => Ok(owner),
+        // Only admins and service accounts may act as another user.
+        Some(user) if owner.starts_with("service-account-") || shared.config.admins.contains(&owner) => Ok(user),
+        Some(_) => Err(BoxFault::new(
+            403,
+            "access_denied_insufficient_permissions",
+            "As-User needs an admin or a service account",
+        )),
+    }
 }
 
 /// The token endpoint: Client Credentials Grant and refresh tokens.
@@ -906,8 +948,8 @@ fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, BoxFault> {
         }
         (s.part_size, s.file_size)
     };
-    let expected_last = (first + part_size).min(file_size).saturating_sub(1);
-    if total != file_size || first % part_size != 0 || first >= file_size.max(1) || last != expected_last {
+    let expected_last = first.saturating_add(part_size).min(file_size).saturating_sub(1);
+    if total != file_size || !first.is_multiple_of(part_size) || first >= file_size.max(1) || last != expected_last {
         return Err(BoxFault::new(
             416,
             "requested_range_not_satisfiable",
@@ -1104,8 +1146,11 @@ fn commit(ctx: &Ctx<'_>) -> Result<Reply, BoxFault> {
     let doc = file_doc(&file_id, &rec);
     if let Some(s) = store.sessions.get_mut(&ctx.id) {
         s.state = SessionState::Committed(file_id.clone());
-        for p in std::mem::take(&mut s.parts).into_values() {
+        // The bytes are the file's now; the parts stay listed (a resume from a state saved
+        // before the commit's answer finds them all and commits again, which answers the file).
+        for p in s.parts.values_mut() {
             p.blob.remove();
+            p.blob = Blob::Discarded;
         }
     }
     store.files.insert(file_id, rec);
@@ -1206,18 +1251,26 @@ mod tests {
 
     #[test]
     fn routes_and_ranges() {
-        assert_eq!(route("POST", "/api/2.0/files/upload_sessions"), Some((Operation::CreateUploadSession, None)));
+        let up = Host::Upload;
+        assert_eq!(route(up, "POST", "/api/2.0/files/upload_sessions"), Some((Operation::CreateUploadSession, None)));
         assert_eq!(
-            route("PUT", "/api/2.0/files/upload_sessions/ABC"),
+            route(Host::Session, "PUT", "/api/2.0/files/upload_sessions/ABC"),
             Some((Operation::UploadPart, Some("ABC".into())))
         );
         assert_eq!(
-            route("POST", "/api/2.0/files/12/upload_sessions"),
+            route(up, "POST", "/api/2.0/files/12/upload_sessions"),
             Some((Operation::CreateFileUploadSession, Some("12".into())))
         );
-        assert_eq!(route("GET", "/2.0/files/12/content"), Some((Operation::DownloadFile, Some("12".into()))));
-        assert_eq!(route("POST", "/oauth2/token"), Some((Operation::Token, None)));
-        assert_eq!(route("GET", "/2.0/folders/0"), None);
+        assert_eq!(
+            route(Host::Api, "GET", "/2.0/files/12/content"),
+            Some((Operation::DownloadFile, Some("12".into())))
+        );
+        assert_eq!(route(Host::Api, "POST", "/oauth2/token"), Some((Operation::Token, None)));
+        assert_eq!(route(Host::Api, "GET", "/2.0/folders/0"), None);
+        // Each host serves its own calls only.
+        assert_eq!(route(Host::Api, "POST", "/2.0/files/upload_sessions"), None);
+        assert_eq!(route(up, "GET", "/api/2.0/files/12/content"), None);
+        assert_eq!(route(up, "POST", "/oauth2/token"), None);
         assert_eq!(content_range("bytes 8388608-16777215/445856194"), Some((8388608, 16777215, 445856194)));
         assert_eq!(content_range("bytes=0-1/2"), None);
     }

@@ -1,0 +1,187 @@
+//! `cloud-upload demo`: the built-in emulators, a generated file, an upload to every vendor,
+//! one interrupted on purpose and resumed, and every stored object checked against the source.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use upload_core::CancellationToken;
+
+use crate::emulators::{Emulators, Options, Provider};
+use crate::job::{self, Backend, Exit, Failure, Job, Outcome, Settings};
+use crate::progress::Ui;
+use crate::target::Target;
+
+/// A file of `size` bytes that does not compress (xorshift), so that nothing flatters the run.
+fn generate(path: &Path, size: u64) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    while written < size {
+        for chunk in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = usize::try_from((size - written).min(block.len() as u64)).unwrap_or(block.len());
+        out.write_all(&block[..n])?;
+        written += n as u64;
+    }
+    out.flush()
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// One row of the summary.
+struct Row {
+    outcome: Outcome,
+    interrupted: bool,
+    verified: Result<bool, String>,
+}
+
+/// Runs the demo; `Ok` when every stored object equals the source.
+pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::new(Exit::BadInput, e.to_string());
+    let dir = match &keep {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("cloud-upload-demo-{}", std::process::id())),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let ui = Ui::new();
+    let source = dir.join("demo.bin");
+    ui.line(&format!("cloud-upload demo: generating {} MiB in {}", size >> 20, source.display()));
+    generate(&source, size).map_err(io)?;
+    let options = Options {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: Some(dir.join("data")),
+        // Box takes chunked sessions from 20 MB; a smaller demo file still goes through one.
+        box_min: Some(size.clamp(1, box_chunked::CHUNKED_MIN)),
+    };
+    let emulators = Emulators::start(Provider::All, &options).await.map_err(io)?;
+    ui.line("emulators: OSS, QingStor, and Box (API host, upload host, token endpoint) on 127.0.0.1");
+
+    let backends: Vec<(Provider, &str, Backend, Target)> = vec![
+        (
+            Provider::Oss,
+            "OSS",
+            Backend::Oss(
+                emulators
+                    .oss
+                    .as_ref()
+                    .map(|e| oss_multipart::Client::new(e.client_config()))
+                    .ok_or_else(|| Failure::new(Exit::Vendor, "no OSS emulator"))?
+                    .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
+            ),
+            Target::Oss { bucket: "bucket".into(), key: "demo.bin".into() },
+        ),
+        (
+            Provider::Qingstor,
+            "QingStor",
+            Backend::QingStor(
+                emulators
+                    .qingstor
+                    .as_ref()
+                    .map(|e| qingstor_multipart::Client::new(e.client_config()))
+                    .ok_or_else(|| Failure::new(Exit::Vendor, "no QingStor emulator"))?
+                    .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
+            ),
+            Target::QingStor { bucket: "bucket".into(), key: "demo.bin".into() },
+        ),
+        (
+            Provider::Box,
+            "Box",
+            Backend::Box(
+                emulators
+                    .boxes
+                    .as_ref()
+                    .map(|e| box_chunked::Client::new(e.client_config()))
+                    .ok_or_else(|| Failure::new(Exit::Vendor, "no Box emulator"))?
+                    .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
+            ),
+            Target::BoxFolder { folder_id: "0".into(), name: "demo.bin".into() },
+        ),
+    ];
+
+    let mut rows = Vec::new();
+    for (provider, label, backend, target) in backends {
+        let job = Job { file: source.clone(), target, settings: Settings { concurrency: 4, ..Settings::default() } };
+        let checkpoint = dir.join(format!("{label}.upload.json"));
+        // QingStor's upload is stopped on purpose at 40%, as a crash or a closed laptop would,
+        // and resumed from its checkpoint by a new client that asks the server what it holds.
+        let interrupt = provider == Provider::Qingstor;
+        let mut outcome = if interrupt {
+            let cancel = CancellationToken::new();
+            let control = job::Control { cancel: cancel.clone(), stop_at: Some(size * 2 / 5), ..Default::default() };
+            match job::run(&backend, &job, &checkpoint, &ui, label, control).await {
+                Err(f) if f.exit == Exit::Interrupted && cancel.is_cancelled() => {
+                    ui.line(&format!("{label}: interrupted on purpose at 40%; resuming from {}", checkpoint.display()));
+                }
+                Err(f) => return Err(f),
+                Ok(_) => ui.line(&format!("{label}: finished before it could be interrupted")),
+            }
+            job::run(&backend, &job, &checkpoint, &ui, label, job::Control::default()).await?
+        } else {
+            job::run(&backend, &job, &checkpoint, &ui, label, job::Control::default()).await?
+        };
+        outcome.checkpoint = None;
+        let verified = match emulators.stored_file(provider, "demo.bin") {
+            Some(stored) => same_bytes(&source, &stored).map_err(|e| format!("{}: {e}", stored.display())),
+            None => Err("no data directory".into()),
+        };
+        rows.push(Row { outcome, interrupted: interrupt, verified });
+    }
+
+    let mut table = String::from(
+        "\n| vendor | target | parts | MiB/s | interrupted, then resumed | stored bytes equal the source |\n|---|---|---:|---:|---|---|\n",
+    );
+    let mut all_ok = true;
+    for r in &rows {
+        let mib_s = (r.outcome.bytes as f64 / f64::from(1u32 << 20)) / r.outcome.seconds.max(1e-9);
+        let resumed = if r.interrupted {
+            format!("yes: {} parts were on the server, not sent again", r.outcome.parts_found_on_server)
+        } else {
+            "no".to_owned()
+        };
+        let verified = match &r.verified {
+            Ok(true) => "yes".to_owned(),
+            Ok(false) => {
+                all_ok = false;
+                "NO".to_owned()
+            }
+            Err(e) => {
+                all_ok = false;
+                format!("not checked: {e}")
+            }
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | {mib_s:.0} | {resumed} | {verified} |\n",
+            r.outcome.vendor, r.outcome.target, r.outcome.parts
+        ));
+    }
+    println!("{table}");
+    if keep.is_none() {
+        drop(emulators);
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("files kept in {}", dir.display());
+    }
+    if all_ok { Ok(()) } else { Err(Failure::new(Exit::Vendor, "a stored object differs from the source")) }
+}

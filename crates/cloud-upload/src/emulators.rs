@@ -1,0 +1,139 @@
+//! The built-in emulators: OSS, QingStor and Box, in this process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+/// Which emulators to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Provider {
+    Oss,
+    Qingstor,
+    Box,
+    All,
+}
+
+/// Running emulators (each stops when dropped).
+#[derive(Default)]
+pub(crate) struct Emulators {
+    pub(crate) oss: Option<oss_multipart::emulator::Emulator>,
+    pub(crate) qingstor: Option<qingstor_multipart::emulator::Emulator>,
+    pub(crate) boxes: Option<box_chunked::emulator::Emulator>,
+    data_dir: Option<PathBuf>,
+}
+
+/// Options of the emulators a command starts.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    /// The first address; with a fixed port, each further listener takes the next port.
+    pub(crate) listen: SocketAddr,
+    /// Objects as plain files under `<dir>/<provider>/…`.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Box's chunked minimum (the demo lowers it for small files).
+    pub(crate) box_min: Option<u64>,
+}
+
+fn nth(listen: SocketAddr, n: u16) -> SocketAddr {
+    match listen.port() {
+        0 => listen,
+        p => SocketAddr::new(listen.ip(), p.saturating_add(n)),
+    }
+}
+
+impl Emulators {
+    /// Starts the emulators of `provider`.
+    pub(crate) async fn start(provider: Provider, options: &Options) -> std::io::Result<Self> {
+        let want = |p: Provider| provider == p || provider == Provider::All;
+        let dir = |name: &str| options.data_dir.as_ref().map(|d| d.join(name));
+        let mut emulators = Self { data_dir: options.data_dir.clone(), ..Self::default() };
+        if want(Provider::Oss) {
+            let config = oss_multipart::emulator::EmulatorConfig {
+                listen: nth(options.listen, 0),
+                data_dir: dir("oss"),
+                ..Default::default()
+            };
+            emulators.oss = Some(oss_multipart::emulator::Emulator::start(config).await?);
+        }
+        if want(Provider::Qingstor) {
+            let config = qingstor_multipart::emulator::EmulatorConfig {
+                listen: nth(options.listen, 1),
+                data_dir: dir("qingstor"),
+                ..Default::default()
+            };
+            emulators.qingstor = Some(qingstor_multipart::emulator::Emulator::start(config).await?);
+        }
+        if want(Provider::Box) {
+            let mut config = box_chunked::emulator::EmulatorConfig {
+                api_listen: nth(options.listen, 2),
+                upload_listen: nth(options.listen, 3),
+                data_dir: dir("box"),
+                ..Default::default()
+            };
+            if let Some(min) = options.box_min {
+                config.min_chunked = min;
+            }
+            emulators.boxes = Some(box_chunked::emulator::Emulator::start(config).await?);
+        }
+        Ok(emulators)
+    }
+
+    /// One JSON line per emulator: everything a client needs.
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        let data = |name: &str| self.data_dir.as_ref().map(|d| d.join(name).display().to_string());
+        if let Some(e) = &self.oss {
+            let c = e.credentials();
+            lines.push(json!({
+                "provider": "oss",
+                "endpoint": e.endpoint(),
+                "region": e.region(),
+                "bucket": "bucket",
+                "access_key_id": c.access_key_id,
+                "access_key_secret": c.access_key_secret.expose(),
+                "data_dir": data("oss"),
+            }));
+        }
+        if let Some(e) = &self.qingstor {
+            let c = e.credentials();
+            lines.push(json!({
+                "provider": "qingstor",
+                "endpoint": e.endpoint(),
+                "protocol": "http",
+                "host": e.addr().ip().to_string(),
+                "port": e.addr().port(),
+                "zone": e.zone(),
+                "bucket": "bucket",
+                "access_key_id": c.access_key_id,
+                "secret_access_key": c.secret_access_key.expose(),
+                "data_dir": data("qingstor"),
+            }));
+        }
+        if let Some(e) = &self.boxes {
+            lines.push(json!({
+                "provider": "box",
+                "api_url": e.api_url(),
+                "upload_url": e.upload_url(),
+                "oauth_url": e.oauth_url(),
+                "session_url": e.session_url(),
+                "developer_token": e.token(),
+                "client_id": "emulator-client-id",
+                "client_secret": "emulator-client-secret",
+                "enterprise_id": "900",
+                "folder_id": "0",
+                "data_dir": data("box"),
+            }));
+        }
+        lines
+    }
+
+    /// Where a finished object of the demo is stored as a file.
+    pub(crate) fn stored_file(&self, provider: Provider, name: &str) -> Option<PathBuf> {
+        let dir: &Path = self.data_dir.as_deref()?;
+        Some(match provider {
+            Provider::Oss => dir.join("oss/bucket").join(name),
+            Provider::Qingstor => dir.join("qingstor/bucket").join(name),
+            Provider::Box | Provider::All => dir.join("box/0").join(name),
+        })
+    }
+}
