@@ -14,8 +14,12 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 /// Which spec folder feeds which crate.
-const TARGETS: &[(&str, &str)] =
-    &[("oss", "crates/oss-multipart"), ("qingstor", "crates/qingstor-multipart"), ("box", "crates/box-chunked")];
+const TARGETS: &[(&str, &str)] = &[
+    ("oss", "crates/oss-multipart"),
+    ("qingstor", "crates/qingstor-multipart"),
+    ("box", "crates/box-chunked"),
+    ("sharepoint", "crates/sharepoint-resumable"),
+];
 
 /// Write the files, or only check that they are up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,9 +7,10 @@
 //! not signed, they carry `Authorization: Bearer <token>`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use upload_core::Secret;
+use upload_core::token::Granted;
 
 use crate::error::Error;
 use crate::types::{OAuthError, TokenResponse};
@@ -73,19 +74,11 @@ impl Auth {
     }
 }
 
-/// A token in use and when to replace it.
-#[derive(Clone)]
-struct Current {
-    token: Secret,
-    /// Replace it after this (a minute before Box's expiry).
-    renew_at: Option<Instant>,
-}
-
 /// The token of a client, shared by its clones.
 pub(crate) struct Tokens {
     auth: Auth,
     oauth_url: String,
-    current: tokio::sync::Mutex<Option<Current>>,
+    cache: upload_core::token::TokenCache,
     /// The newest refresh token (Box hands out a new one with every refresh).
     refresh: std::sync::Mutex<Option<Secret>>,
 }
@@ -96,9 +89,6 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// Renew this long before Box says a token expires.
-const MARGIN: Duration = Duration::from_secs(60);
-
 impl Tokens {
     pub(crate) fn new(auth: Auth, oauth_url: String) -> Arc<Self> {
         let refresh = match &auth {
@@ -108,7 +98,7 @@ impl Tokens {
         Arc::new(Self {
             auth,
             oauth_url,
-            current: tokio::sync::Mutex::new(None),
+            cache: upload_core::token::TokenCache::new(),
             refresh: std::sync::Mutex::new(refresh),
         })
     }
@@ -123,35 +113,17 @@ impl Tokens {
 
     /// The token to send: the current one, or a new one when there is none or it is due.
     pub(crate) async fn get(&self, http: &reqwest::Client) -> Result<Secret, Error> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref()
-            && c.renew_at.is_none_or(|t| Instant::now() < t)
-        {
-            return Ok(c.token.clone());
-        }
-        let fresh = self.fetch(http).await?;
-        let token = fresh.token.clone();
-        *current = Some(fresh);
-        Ok(token)
+        self.cache.get(|| self.fetch(http)).await
     }
 
     /// After a 401 with `stale`: a new token, unless another task already replaced it.
     pub(crate) async fn renew(&self, http: &reqwest::Client, stale: &Secret) -> Result<Secret, Error> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref()
-            && c.token != *stale
-        {
-            return Ok(c.token.clone());
-        }
-        let fresh = self.fetch(http).await?;
-        let token = fresh.token.clone();
-        *current = Some(fresh);
-        Ok(token)
+        self.cache.renew(stale, || self.fetch(http)).await
     }
 
-    async fn fetch(&self, http: &reqwest::Client) -> Result<Current, Error> {
+    async fn fetch(&self, http: &reqwest::Client) -> Result<Granted, Error> {
         let form: Vec<(&str, String)> = match &self.auth {
-            Auth::Token(token) => return Ok(Current { token: token.clone(), renew_at: None }),
+            Auth::Token(token) => return Ok(Granted { token: token.clone(), expires_in: None }),
             Auth::ClientCredentials { client_id, client_secret, subject } => {
                 let (kind, id) = match subject {
                     Subject::Enterprise(id) => ("enterprise", id),
@@ -208,13 +180,10 @@ impl Tokens {
         if let Some(r) = granted.refresh_token {
             *self.refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(r));
         }
-        // Renew a minute early (half the lifetime for short ones); lifetimes past a year are
-        // treated as a year.
-        let renew_at = granted.expires_in.and_then(|s| {
-            let lifetime = Duration::from_secs(s.min(365 * 24 * 3600));
-            Instant::now().checked_add(lifetime - MARGIN.min(lifetime / 2))
-        });
-        Ok(Current { token: Secret::new(granted.access_token), renew_at })
+        Ok(Granted {
+            token: Secret::new(granted.access_token),
+            expires_in: granted.expires_in.map(Duration::from_secs),
+        })
     }
 }
 

@@ -77,6 +77,7 @@ pub mod secret;
 pub mod size;
 pub mod source;
 pub mod state;
+pub mod token;
 
 pub use engine::{Completed, Operation, Step, Upload, UploadError, UploadOptions, UploadReport};
 pub use hash::{Digests, Hashes};

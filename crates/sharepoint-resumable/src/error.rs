@@ -1,0 +1,217 @@
+//! Errors: what Graph or the upload host answered ([`ServiceError`], with the code, the chain of
+//! inner codes, the message and the request id, read from both envelopes: `innerError` from the
+//! Graph host and `innererror` from the upload host), what went wrong on the way ([`Error`]),
+//! and input refused before any request ([`InvalidInput`]).
+
+use std::fmt;
+use std::time::Duration;
+
+pub use crate::generated::error_codes::ErrorCode;
+
+/// An error document from Graph or from the upload host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceError {
+    /// HTTP status.
+    pub status: u16,
+    /// The top-level code, typed.
+    pub code: ErrorCode,
+    /// The inner codes, outermost first (`fragmentOverlap`, `expiredToken`…).
+    pub inner: Vec<String>,
+    /// The message.
+    pub message: String,
+    /// The request id (`request-id` in the document or the header).
+    pub request_id: Option<String>,
+    /// The wait the server asked for, if it sent `Retry-After` (seconds, possibly fractional).
+    pub retry_after: Option<Duration>,
+}
+
+impl ServiceError {
+    /// Whether this code appears at the top or anywhere in the inner chain.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_str() == code || self.inner.iter().any(|c| c == code)
+    }
+
+    /// Reads an error document; `None` when the body is not one.
+    pub fn from_document(
+        status: u16,
+        body: &[u8],
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+    ) -> Option<Self> {
+        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let error = doc.get("error")?;
+        let code = error.get("code")?.as_str()?.to_owned();
+        let message = error.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_owned();
+        // Both spellings, nested as deep as the server nests them.
+        let mut inner = Vec::new();
+        let mut request_id = request_id;
+        let mut next = error.get("innerError").or_else(|| error.get("innererror"));
+        while let Some(level) = next {
+            if let Some(c) = level.get("code").and_then(|c| c.as_str()) {
+                inner.push(c.to_owned());
+            }
+            if request_id.is_none() {
+                request_id = level.get("request-id").and_then(|r| r.as_str()).map(str::to_owned);
+            }
+            next = level.get("innerError").or_else(|| level.get("innererror"));
+        }
+        let typed = code.parse().unwrap_or(ErrorCode::Other(code));
+        Some(Self { status, code: typed, inner, message, request_id, retry_after })
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Graph answered {} {}", self.status, self.code)?;
+        for c in &self.inner {
+            write!(f, "/{c}")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request-id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// Input refused before any request, naming the rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidInput {
+    /// Item names and paths that OneDrive and SharePoint refuse.
+    #[error("path {path:?} is invalid: {reason}")]
+    Path {
+        /// The path.
+        path: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A fragment that breaks the upload session's rules.
+    #[error("fragment at offset {offset} of {len} bytes is invalid: {rule}")]
+    Fragment {
+        /// Its first byte.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The rule it breaks.
+        rule: String,
+    },
+    /// A configuration value is missing or wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Any failure of a Graph call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Graph or the upload host answered with an error document.
+    #[error(transparent)]
+    Service(Box<ServiceError>),
+    /// The request did not get an answer (connection, timeout, body).
+    #[error("the request to Graph failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The input breaks a rule; nothing was sent.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The identity platform refused a token (its `error` and description) or was unavailable
+    /// (`status` 429 or 5xx: retried).
+    #[error("the identity platform did not grant an access token: {detail}")]
+    Auth {
+        /// The token endpoint's HTTP status.
+        status: u16,
+        /// Its `error` and `error_description`.
+        detail: String,
+    },
+    /// An answer could not be understood.
+    #[error("the answer to {operation} could not be read: {detail}")]
+    MalformedResponse {
+        /// The operation.
+        operation: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// What was stored does not match what was sent.
+    #[error(transparent)]
+    Integrity(#[from] upload_core::IntegrityError),
+}
+
+impl Error {
+    /// The top-level code, when the server answered with one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Error::Service(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+
+    /// The error document, when the server answered with one.
+    pub fn service(&self) -> Option<&ServiceError> {
+        match self {
+            Error::Service(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn transport(e: reqwest::Error) -> Self {
+        // Upload URLs are credentials: never keep one in an error.
+        Error::Transport(e.without_url())
+    }
+}
+
+impl From<ServiceError> for Error {
+    fn from(e: ServiceError) -> Self {
+        Error::Service(Box::new(e))
+    }
+}
+
+impl upload_core::Classify for Error {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
+            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
+            Error::MalformedResponse { .. } => true,
+            Error::Auth { status, .. } => upload_core::retry::status_is_retryable(*status),
+            Error::Invalid(_) | Error::Integrity(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Service(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    fn may_have_taken_effect(&self) -> bool {
+        match self {
+            Error::Service(e) => e.status >= 500,
+            Error::Transport(e) => !e.is_connect(),
+            Error::MalformedResponse { .. } | Error::Integrity(_) => true,
+            Error::Invalid(_) | Error::Auth { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_envelopes_and_nested_inner_codes() {
+        let graph = br#"{"error":{"code":"invalidRange","message":"Uploaded fragment overlaps with existing data.","innerError":{"date":"2020-08-18T12:51:51","request-id":"94fb","client-request-id":"x"}}}"#;
+        let e = ServiceError::from_document(416, graph, None, None).unwrap();
+        assert_eq!(e.code, ErrorCode::InvalidRange);
+        assert_eq!(e.request_id.as_deref(), Some("94fb"));
+        let upload = br#"{"error":{"code":"invalidRange","message":"m","innererror":{"code":"fragmentOverlap","innererror":{"code":"deeper"}}}}"#;
+        let e = ServiceError::from_document(416, upload, Some("hdr".into()), None).unwrap();
+        assert_eq!(e.inner, ["fragmentOverlap", "deeper"]);
+        assert!(e.has_code("fragmentOverlap"));
+        assert_eq!(e.to_string(), "Graph answered 416 invalidRange/fragmentOverlap/deeper: m (request-id hdr)");
+        assert!(ServiceError::from_document(500, b"<html>", None, None).is_none());
+    }
+}

@@ -1,0 +1,78 @@
+//! # sharepoint-resumable
+//!
+//! Resumable uploads to OneDrive and SharePoint document libraries through Microsoft Graph upload
+//! sessions, for backends whose requests are cut after 20–30 s: every call of the upload-session
+//! family with Graph's names, client-credentials tokens, a sequential uploader that resumes
+//! across processes (the upload URL is kept in an owner-only checkpoint) and checks the file's
+//! QuickXorHash, step mode, and (feature `emulator`) an in-process Graph server for tests.
+//!
+//! ## Getting started
+//!
+//! ```no_run
+//! use sharepoint_resumable::{Client, Config, Drive, Item, Source, UploadOptions, Uploader};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or GRAPH_ACCESS_TOKEN).
+//! let client = Client::new(Config::from_env()?)?;
+//! let uploader = Uploader::new(client).with_conflict_behavior("replace").with_options(UploadOptions {
+//!     // Run the same program again after a crash: it resumes where the server stands.
+//!     checkpoint: Some("video.mp4.upload.json".into()),
+//!     ..UploadOptions::default()
+//! });
+//! let drive = Drive::Site("contoso.sharepoint.com,2c1f…,d5e2…".into());
+//! let mut upload = uploader.upload(drive, Item::Path("Videos/video.mp4".into()), Source::file("video.mp4")?)?;
+//! let done = upload.run().await?;
+//! println!("item {} stored, QuickXorHash checked", done.output.id);
+//! # Ok(()) }
+//! ```
+//!
+//! Step mode, for a web handler with a 20–30 s limit: each request runs one step and stores the
+//! state (plain serde data, with the upload URL inside: keep it private) for the next.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sharepoint_resumable::{Client, Config, Drive, GraphUploadState, Item, Source, Step, Uploader};
+//!
+//! # async fn handler(saved: Option<String>) -> Result<Option<String>, Box<dyn std::error::Error>> {
+//! let uploader = Uploader::new(Client::new(Config::from_env()?)?);
+//! let source = Source::file("/data/video.mp4")?;
+//! let mut upload = match saved {
+//!     Some(json) => uploader.resume(source, serde_json::from_str::<GraphUploadState>(&json)?),
+//!     None => uploader.upload(Drive::Me, Item::Path("video.mp4".into()), source)?,
+//! };
+//! Ok(match upload.step(Duration::from_secs(20)).await? {
+//!     Step::Done(_) => None,
+//!     Step::Pending { .. } => Some(serde_json::to_string(&upload.into_state())?),
+//! })
+//! # }
+//! ```
+//!
+//! ## Crate organization
+//!
+//! The four vendor crates of this project share one skeleton:
+//!
+//! * [`config`]: [`Config`]: the Graph and identity-platform URLs and authentication.
+//! * [`auth`]: where the bearer token comes from (in the place of `signing`).
+//! * [`types`]: the wire models (generated from `specs/sharepoint`).
+//! * [`error`]: [`Error`] and the [`ServiceError`] read from both error envelopes.
+//! * [`client`]: [`Client`]: createUploadSession (by path, by parent and name, by id; for a drive,
+//!   `/me/drive`, a site, a group or a user), fragments, session status, cancel, commit, get item.
+//! * [`uploader`]: [`Uploader`], Graph's protocol on the shared engine (`upload-core`).
+//! * `emulator` (feature `emulator`): the in-process Graph server.
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+mod generated;
+pub mod types;
+pub mod uploader;
+
+pub use auth::Auth;
+pub use client::{Client, Drive, Fragment, Item};
+pub use config::Config;
+pub use error::{Error, ErrorCode, InvalidInput, ServiceError};
+pub use upload_core::{self, PartSize, Source, Step, UploadOptions};
+pub use uploader::{GraphSession, GraphUpload, GraphUploadState, Uploader};

@@ -1,0 +1,3 @@
+//! Wire models (generated from `specs/sharepoint/models.json`).
+
+pub use crate::generated::models::*;

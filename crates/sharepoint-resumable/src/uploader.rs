@@ -1,0 +1,323 @@
+//! The resumable uploader: Graph upload sessions on the shared engine.
+//!
+//! * Fragments are multiples of 320 KiB (10 MiB by default, below 60 MiB), strictly one after
+//!   another as Graph demands; the whole file's QuickXorHash is computed as they are read and
+//!   compared with the hash of the finished item.
+//! * A fragment whose answer was lost, or that Graph stored in part, is reconciled with the
+//!   session's `nextExpectedRanges`: a 416 after a retried fragment that had in fact arrived is
+//!   not an error, and only the missing tail of a fragment is sent again.
+//! * A session that expired or was cancelled (404) is replaced by a new one from the start; the
+//!   upload URL, a credential in itself, is kept in the checkpoint (written owner-only) so that
+//!   another process can resume, and never goes to logs or `Debug`.
+//! * Step mode: a web handler loads the state, sends fragments for its time budget, stores the
+//!   state, and answers.
+
+use serde::{Deserialize, Serialize};
+use upload_core::size::MIB;
+use upload_core::{
+    Created, Digests, DonePart, Hashes, IntegrityError, PartPlan, PartRules, PartUpload, Protocol, Secret, ServerPart,
+    Source, Upload, UploadError, UploadOptions, UploadState,
+};
+
+use crate::client::{Client, Drive, FRAGMENT_MULTIPLE, Fragment, Item, MAX_FRAGMENT, next_expected, validate_path};
+use crate::error::{Error, ErrorCode};
+use crate::types::{CreateUploadSessionInput, DriveItem, DriveItemUploadableProperties};
+
+/// Graph's fragment rules.
+pub fn rules() -> PartRules {
+    PartRules {
+        vendor: "Graph",
+        min_part_size: FRAGMENT_MULTIPLE,
+        max_part_size: MAX_FRAGMENT,
+        part_size_multiple: FRAGMENT_MULTIPLE,
+        max_parts: 1_000_000,
+        first_part_number: 0,
+        default_part_size: 10 * MIB,
+        // A zero-byte file cannot use a session.
+        min_source_len: 1,
+        max_source_len: 250_000_000_000,
+        server_picks_part_size: false,
+        needs_total_len: true,
+        sequential: true,
+    }
+}
+
+/// A Graph upload session, as the checkpoint keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphSession {
+    /// The pre-authenticated upload URL (redacted from `Debug`).
+    pub upload_url: Secret,
+    /// The drive.
+    pub drive: Drive,
+    /// The item.
+    pub item: Item,
+    /// The file size the session was created for.
+    pub file_size: u64,
+    /// Whether the last fragment waits for an explicit commit.
+    pub defer_commit: bool,
+}
+
+/// The upload state of a Graph upload (checkpoint and step-mode state).
+pub type GraphUploadState = UploadState<GraphSession, Option<DriveItem>>;
+
+/// A Graph upload on the engine.
+pub type GraphUpload = Upload<GraphProtocol>;
+
+/// Graph's upload-session protocol for the engine.
+#[derive(Clone, Debug)]
+pub struct GraphProtocol {
+    client: Client,
+    drive: Drive,
+    item: Item,
+    conflict_behavior: Option<String>,
+    defer_commit: bool,
+}
+
+impl GraphProtocol {
+    /// The protocol for one item.
+    pub fn new(client: Client, drive: Drive, item: Item) -> Self {
+        Self { client, drive, item, conflict_behavior: None, defer_commit: false }
+    }
+}
+
+impl Protocol for GraphProtocol {
+    type Session = GraphSession;
+    type Receipt = Option<DriveItem>;
+    type Output = DriveItem;
+    type Error = Error;
+
+    fn rules(&self) -> PartRules {
+        rules()
+    }
+
+    fn target(&self) -> String {
+        let drive = match &self.drive {
+            Drive::Id(id) => format!("drive/{id}"),
+            Drive::Me => "me".into(),
+            Drive::Site(id) => format!("site/{id}"),
+            Drive::Group(id) => format!("group/{id}"),
+            Drive::User(id) => format!("user/{id}"),
+        };
+        match &self.item {
+            Item::Path(p) => format!("graph://{drive}/{p}"),
+            Item::Child { parent_id, name } => format!("graph://{drive}/items/{parent_id}/{name}"),
+            Item::Id(id) => format!("graph://{drive}/items/{id}"),
+        }
+    }
+
+    fn whole_hashes(&self) -> Hashes {
+        Hashes::QUICKXOR
+    }
+
+    async fn create(&self, total_len: Option<u64>, _part_size: u64) -> Result<Created<GraphSession>, Error> {
+        let file_size = total_len.unwrap_or(0);
+        let input = CreateUploadSessionInput {
+            item: Some(DriveItemUploadableProperties {
+                odata_type: None,
+                conflict_behavior: self.conflict_behavior.clone(),
+                name: self.item.name().map(str::to_owned),
+                file_size: Some(file_size),
+                ..DriveItemUploadableProperties::default()
+            }),
+            defer_commit: self.defer_commit.then_some(true),
+        };
+        let session = self.client.create_upload_session(&self.drive, &self.item, &input, None).await?;
+        let upload_url = Secret::new(session.upload_url.unwrap_or_default());
+        Ok(Created {
+            session: GraphSession {
+                upload_url,
+                drive: self.drive.clone(),
+                item: self.item.clone(),
+                file_size,
+                defer_commit: self.defer_commit,
+            },
+            part_size: None,
+        })
+    }
+
+    async fn upload_part(&self, session: &GraphSession, part: PartUpload) -> Result<Option<DriveItem>, Error> {
+        let (offset, total) = (part.spec.offset, session.file_size);
+        let end = offset + part.spec.len;
+        match self.client.put_fragment(&session.upload_url, offset, total, part.body.clone()).await {
+            Ok(Fragment::Done(item)) => Ok(Some(*item)),
+            Ok(Fragment::Accepted(_)) => Ok(None),
+            Err(Error::Service(e)) if e.code == ErrorCode::InvalidRange => {
+                // A retried fragment that had in fact arrived (in whole or in part): ask where the
+                // session stands, and send only what it still lacks.
+                let status = match self.client.session_status(&session.upload_url).await {
+                    Ok(s) => s,
+                    // The last fragment had arrived and finished the upload: complete finds it.
+                    Err(gone) if gone.code() == Some(&ErrorCode::ItemNotFound) && end == total => return Ok(None),
+                    Err(other) => return Err(other),
+                };
+                match next_expected(&status, total) {
+                    Some(m) if m >= end => Ok(None),
+                    Some(m) if m > offset => {
+                        let rest = part.body.slice(usize::try_from(m - offset).unwrap_or(0)..);
+                        match self.client.put_fragment(&session.upload_url, m, total, rest).await? {
+                            Fragment::Done(item) => Ok(Some(*item)),
+                            Fragment::Accepted(_) => Ok(None),
+                        }
+                    }
+                    _ => Err(Error::Service(e)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_parts(
+        &self,
+        session: &GraphSession,
+        plan: &PartPlan,
+    ) -> Result<Vec<ServerPart<Option<DriveItem>>>, Error> {
+        let status = self.client.session_status(&session.upload_url).await?;
+        let received = next_expected(&status, session.file_size).ok_or_else(|| Error::MalformedResponse {
+            operation: "get upload session",
+            detail: format!("nextExpectedRanges {:?} cannot be read", status.next_expected_ranges),
+        })?;
+        // Graph reports what it lacks, not parts: every fragment that ends before the first
+        // missing byte is stored.
+        Ok(plan
+            .parts()
+            .take_while(|p| p.end() <= received)
+            .map(|p| ServerPart { number: p.number, len: p.len, digests: Digests::default(), receipt: None })
+            .collect())
+    }
+
+    async fn complete(
+        &self,
+        session: &GraphSession,
+        parts: &[DonePart<Option<DriveItem>>],
+        _whole: &Digests,
+        total_len: u64,
+    ) -> Result<DriveItem, Error> {
+        let item = match parts.iter().rev().find_map(|p| p.receipt.clone()) {
+            Some(item) => item,
+            None if session.defer_commit => match self.client.commit(&session.upload_url).await {
+                Ok(item) => item,
+                // A commit whose answer was lost: the session is gone and the item is there.
+                Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) => {
+                    self.client.get_item(&session.drive, &session.item).await?
+                }
+                Err(e) => return Err(e),
+            },
+            // The last fragment's answer was lost: the item tells.
+            None => self.client.get_item(&session.drive, &session.item).await?,
+        };
+        if item.size.is_some_and(|s| s != total_len) {
+            return Err(IntegrityError {
+                what: "file size".into(),
+                expected: total_len.to_string(),
+                actual: item.size.unwrap_or_default().to_string(),
+            }
+            .into());
+        }
+        Ok(item)
+    }
+
+    fn verify(&self, output: &DriveItem, whole: &Digests) -> Result<(), IntegrityError> {
+        let theirs = output.file.as_ref().and_then(|f| f.hashes.as_ref()).and_then(|h| h.quick_xor_hash.clone());
+        match (whole.quickxor_base64(), theirs) {
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                Err(IntegrityError { what: "QuickXorHash of the file".into(), expected: ours, actual: theirs })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn is_session_gone(&self, error: &Error) -> bool {
+        error.code() == Some(&ErrorCode::ItemNotFound)
+    }
+
+    async fn abort(&self, session: &GraphSession) -> Result<(), Error> {
+        self.client.cancel(&session.upload_url).await
+    }
+}
+
+/// The high-level uploader: files and streams to OneDrive and SharePoint drives, resumable.
+#[derive(Clone, Debug)]
+pub struct Uploader {
+    client: Client,
+    options: UploadOptions,
+    conflict_behavior: Option<String>,
+    defer_commit: bool,
+}
+
+impl Uploader {
+    /// An uploader with the engine's defaults (10 MiB fragments, one at a time).
+    pub fn new(client: Client) -> Self {
+        let options = UploadOptions { retry: client.config().retry.clone(), ..UploadOptions::default() };
+        Self { client, options, conflict_behavior: None, defer_commit: false }
+    }
+
+    /// Sets the engine options (fragment size, checkpoint file, progress, cancel).
+    pub fn with_options(mut self, options: UploadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// What happens when the name is taken: `fail`, `replace` or `rename`.
+    pub fn with_conflict_behavior(mut self, behavior: impl Into<String>) -> Self {
+        self.conflict_behavior = Some(behavior.into());
+        self
+    }
+
+    /// Waits for an explicit commit after the last byte (`deferCommit`).
+    pub fn with_defer_commit(mut self, defer: bool) -> Self {
+        self.defer_commit = defer;
+        self
+    }
+
+    fn protocol(&self, drive: Drive, item: Item) -> GraphProtocol {
+        GraphProtocol {
+            client: self.client.clone(),
+            drive,
+            item,
+            conflict_behavior: self.conflict_behavior.clone(),
+            defer_commit: self.defer_commit,
+        }
+    }
+
+    /// An upload to an item: resumed from the checkpoint file of the options when it exists, new
+    /// otherwise. Drive it with `run()` or `step(budget)`.
+    pub fn upload(&self, drive: Drive, item: Item, source: Source) -> Result<GraphUpload, UploadError<Error>> {
+        let invalid = |e: crate::error::InvalidInput| UploadError::Input(Error::Invalid(e));
+        if let Some(behavior) = &self.conflict_behavior
+            && !matches!(behavior.as_str(), "fail" | "replace" | "rename")
+        {
+            return Err(invalid(crate::error::InvalidInput::Config(format!(
+                "conflict behavior {behavior:?}: fail, replace or rename"
+            ))));
+        }
+        match &item {
+            Item::Path(p) => validate_path(p).map_err(invalid)?,
+            Item::Child { name, .. } => validate_path(name).map_err(invalid)?,
+            Item::Id(_) => {}
+        }
+        Upload::resume_or_new(self.protocol(drive, item), source, self.options.clone())
+    }
+
+    /// Continues an upload from a stored state (step mode).
+    pub fn resume(&self, source: Source, state: GraphUploadState) -> GraphUpload {
+        let protocol = self.protocol(state.session.drive.clone(), state.session.item.clone());
+        Upload::resume(protocol, source, state, self.options.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_are_multiples_of_320_kib_below_60_mib() {
+        let err = PartPlan::new(&rules(), Some(100 * MIB), upload_core::PartSize::Exact(5 * MIB + 1)).unwrap_err();
+        assert_eq!(err.to_string(), "part size 5242881 bytes is not a multiple of 320 KiB, as Graph requires");
+        let err = PartPlan::new(&rules(), Some(100 * MIB), upload_core::PartSize::Exact(60 * MIB)).unwrap_err();
+        assert!(err.to_string().contains("above Graph's maximum"), "{err}");
+        let plan = PartPlan::new(&rules(), Some(25 * MIB), upload_core::PartSize::Auto).unwrap();
+        assert_eq!(plan.part_size, 10 * MIB);
+        assert_eq!(plan.part_count(), Some(3));
+        assert!(PartPlan::new(&rules(), Some(0), upload_core::PartSize::Auto).is_err(), "no empty sessions");
+    }
+}
