@@ -76,7 +76,7 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
         box_min: Some(size.clamp(1, box_chunked::CHUNKED_MIN)),
     };
     let emulators = Emulators::start(Provider::All, &options).await.map_err(io)?;
-    ui.line("emulators: OSS, QingStor, and Box (API host, upload host, token endpoint) on 127.0.0.1");
+    ui.line("emulators: OSS, QingStor, Box (API, upload and session hosts, token endpoint) and Graph (Graph host, token endpoint, upload host) on 127.0.0.1");
 
     let backends: Vec<(Provider, &str, Backend, Target)> = vec![
         (
@@ -117,6 +117,19 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
                     .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
             ),
             Target::BoxFolder { folder_id: "0".into(), name: "demo.bin".into() },
+        ),
+        (
+            Provider::Graph,
+            "Graph",
+            Backend::Graph(
+                emulators
+                    .graph
+                    .as_ref()
+                    .map(|e| sharepoint_resumable::Client::new(e.client_config()))
+                    .ok_or_else(|| Failure::new(Exit::Vendor, "no Graph emulator"))?
+                    .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
+            ),
+            Target::Graph { drive: sharepoint_resumable::Drive::Me, path: "demo.bin".into() },
         ),
     ];
 

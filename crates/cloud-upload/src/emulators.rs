@@ -11,6 +11,7 @@ pub(crate) enum Provider {
     Oss,
     Qingstor,
     Box,
+    Graph,
     All,
 }
 
@@ -20,6 +21,7 @@ pub(crate) struct Emulators {
     pub(crate) oss: Option<oss_multipart::emulator::Emulator>,
     pub(crate) qingstor: Option<qingstor_multipart::emulator::Emulator>,
     pub(crate) boxes: Option<box_chunked::emulator::Emulator>,
+    pub(crate) graph: Option<sharepoint_resumable::emulator::Emulator>,
     data_dir: Option<PathBuf>,
 }
 
@@ -75,6 +77,15 @@ impl Emulators {
             }
             emulators.boxes = Some(box_chunked::emulator::Emulator::start(config).await?);
         }
+        if want(Provider::Graph) {
+            let config = sharepoint_resumable::emulator::EmulatorConfig {
+                graph_listen: nth(options.listen, 4),
+                upload_listen: nth(options.listen, 5),
+                data_dir: dir("graph"),
+                ..Default::default()
+            };
+            emulators.graph = Some(sharepoint_resumable::emulator::Emulator::start(config).await?);
+        }
         Ok(emulators)
     }
 
@@ -124,6 +135,21 @@ impl Emulators {
                 "data_dir": data("box"),
             }));
         }
+        if let Some(e) = &self.graph {
+            lines.push(json!({
+                "provider": "graph",
+                "graph_url": e.graph_url(),
+                "login_url": e.login_url(),
+                "access_token": e.token(),
+                "tenant": "emulator-tenant",
+                "client_id": "emulator-client-id",
+                "client_secret": "emulator-client-secret",
+                "me_drive": "drive-1",
+                "site": "site-1",
+                "group": "group-1",
+                "data_dir": data("graph"),
+            }));
+        }
         lines
     }
 
@@ -134,6 +160,7 @@ impl Emulators {
             Provider::Oss => dir.join("oss/bucket").join(name),
             Provider::Qingstor => dir.join("qingstor/bucket").join(name),
             Provider::Box | Provider::All => dir.join("box/0").join(name),
+            Provider::Graph => dir.join("graph/drive-1").join(name),
         })
     }
 }

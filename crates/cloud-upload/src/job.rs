@@ -88,6 +88,7 @@ pub(crate) enum Backend {
     Oss(oss_multipart::Client),
     QingStor(qingstor_multipart::Client),
     Box(box_chunked::Client),
+    Graph(sharepoint_resumable::Client),
 }
 
 fn config_error(e: impl std::fmt::Display) -> Failure {
@@ -136,6 +137,10 @@ impl Backend {
                 let config = box_chunked::Config::from_env().map_err(config_error)?;
                 box_chunked::Client::new(config).map(Backend::Box).map_err(config_error)
             }
+            Target::Graph { .. } => {
+                let config = sharepoint_resumable::Config::from_env().map_err(config_error)?;
+                sharepoint_resumable::Client::new(config).map(Backend::Graph).map_err(config_error)
+            }
         }
     }
 }
@@ -176,6 +181,26 @@ fn qingstor_class(e: &qingstor_multipart::Error) -> (bool, Option<String>) {
 fn box_class(e: &box_chunked::Error) -> (bool, Option<String>) {
     let auth = matches!(e, box_chunked::Error::Auth { .. }) || e.code() == Some(&box_chunked::ErrorCode::InvalidToken);
     (auth, e.code().map(|c| c.to_string()))
+}
+
+fn graph_class(e: &sharepoint_resumable::Error) -> (bool, Option<String>) {
+    let auth = matches!(e, sharepoint_resumable::Error::Auth { .. })
+        || e.code() == Some(&sharepoint_resumable::ErrorCode::Unauthenticated);
+    (auth, e.code().map(|c| c.to_string()))
+}
+
+fn graph_protocol(
+    c: &sharepoint_resumable::Client,
+    target: &Target,
+) -> Result<sharepoint_resumable::uploader::GraphProtocol, Failure> {
+    match target {
+        Target::Graph { drive, path } => Ok(sharepoint_resumable::uploader::GraphProtocol::new(
+            c.clone(),
+            drive.clone(),
+            sharepoint_resumable::Item::Path(path.clone()),
+        )),
+        _ => Err(Failure::new(Exit::BadInput, "not a Graph target")),
+    }
 }
 
 fn failure<E: std::error::Error + upload_core::Classify + 'static>(
@@ -259,6 +284,7 @@ pub(crate) async fn run(
         Backend::Oss(c) => c.config().retry.clone(),
         Backend::QingStor(c) => c.config().retry.clone(),
         Backend::Box(c) => c.config().retry.clone(),
+        Backend::Graph(c) => c.config().retry.clone(),
     };
     let options = UploadOptions {
         part_size: job.settings.part_size.map_or(PartSize::Auto, PartSize::Exact),
@@ -341,6 +367,15 @@ pub(crate) async fn run(
                 f.sha1.clone().unwrap_or_default()
             )))
         }
+        (Backend::Graph(client), Target::Graph { drive, path }) => {
+            let uploader = sharepoint_resumable::Uploader::new(client.clone()).with_options(options);
+            let item = sharepoint_resumable::Item::Path(path.clone());
+            finish!(
+                uploader.upload(drive.clone(), item, source),
+                graph_class,
+                |i: &sharepoint_resumable::types::DriveItem| Some(format!("item {}", i.id))
+            )
+        }
         _ => return Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
     outcome.seconds = started.elapsed().as_secs_f64();
@@ -391,6 +426,7 @@ pub(crate) async fn status(
             .await
         }
         (Backend::Box(c), target) => held(box_protocol(c, target)?, checkpoint, box_class).await,
+        (Backend::Graph(c), target) => held(graph_protocol(c, target)?, checkpoint, graph_class).await,
         _ => Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
 }
@@ -426,6 +462,7 @@ pub(crate) async fn abort(backend: &Backend, job: &Job, checkpoint: &Path) -> Re
             .await
         }
         (Backend::Box(c), target) => stop(box_protocol(c, target)?, checkpoint, box_class).await,
+        (Backend::Graph(c), target) => stop(graph_protocol(c, target)?, checkpoint, graph_class).await,
         _ => Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
 }

@@ -35,7 +35,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Uploads FILE to TARGET: oss://bucket/key, qingstor://bucket/key,
-    /// box://folder/FOLDER_ID/NAME or box://file/FILE_ID (a new version).
+    /// box://folder/FOLDER_ID/NAME, box://file/FILE_ID (a new version), graph://me/PATH,
+    /// graph://drive/ID/PATH, graph://site/ID/PATH or graph://group/ID/PATH.
     Put {
         file: PathBuf,
         target: String,
@@ -279,8 +280,14 @@ async fn serve(
     let running = emulators::Emulators::start(provider, &options)
         .await
         .map_err(|e| Failure::new(Exit::BadInput, format!("cannot start the emulators: {e}")))?;
-    for line in running.lines() {
-        println!("{line}");
+    {
+        // A reader that stopped reading must not bring the emulators down (no panic on EPIPE).
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for line in running.lines() {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
     }
     // Serve until Ctrl-C or until whoever started us closes our standard input.
     let stdin_closed = async {

@@ -15,6 +15,9 @@ pub(crate) enum Target {
     BoxFolder { folder_id: String, name: String },
     /// `box://file/<file-id>`: a new version.
     BoxFile { file_id: String },
+    /// `graph://drive/<id>/<path>`, `graph://site/<id>/<path>`, `graph://group/<id>/<path>`,
+    /// `graph://me/<path>`.
+    Graph { drive: sharepoint_resumable::Drive, path: String },
 }
 
 impl fmt::Display for Target {
@@ -24,6 +27,13 @@ impl fmt::Display for Target {
             Target::QingStor { bucket, key } => write!(f, "qingstor://{bucket}/{key}"),
             Target::BoxFolder { folder_id, name } => write!(f, "box://folder/{folder_id}/{name}"),
             Target::BoxFile { file_id } => write!(f, "box://file/{file_id}"),
+            Target::Graph { drive, path } => match drive {
+                sharepoint_resumable::Drive::Id(id) => write!(f, "graph://drive/{id}/{path}"),
+                sharepoint_resumable::Drive::Site(id) => write!(f, "graph://site/{id}/{path}"),
+                sharepoint_resumable::Drive::Group(id) => write!(f, "graph://group/{id}/{path}"),
+                sharepoint_resumable::Drive::User(id) => write!(f, "graph://user/{id}/{path}"),
+                sharepoint_resumable::Drive::Me => write!(f, "graph://me/{path}"),
+            },
         }
     }
 }
@@ -35,6 +45,7 @@ impl Target {
             Target::Oss { .. } => "OSS",
             Target::QingStor { .. } => "QingStor",
             Target::BoxFolder { .. } | Target::BoxFile { .. } => "Box",
+            Target::Graph { .. } => "Graph",
         }
     }
 }
@@ -61,8 +72,37 @@ pub(crate) fn parse(text: &str) -> Result<Target, String> {
             Some(("file", id)) if !id.is_empty() && !id.contains('/') => Ok(Target::BoxFile { file_id: id.to_owned() }),
             _ => Err(format!("{text:?}: expected box://folder/<folder-id>/<name> or box://file/<file-id>")),
         },
-        "graph" | "sharepoint-rest" => Err(format!(
-            "{text:?}: SharePoint and Graph targets come with the sharepoint-resumable crate, not yet here"
+        "graph" => {
+            use sharepoint_resumable::Drive;
+            let bad = || {
+                format!(
+                    "{text:?}: expected graph://drive/<id>/<path>, graph://site/<id>/<path>, graph://group/<id>/<path> or graph://me/<path>"
+                )
+            };
+            let (kind, rest) = rest.split_once('/').ok_or_else(bad)?;
+            let (drive, path) = match kind {
+                "me" => (Drive::Me, rest.to_owned()),
+                "drive" | "site" | "group" | "user" => {
+                    let (id, path) =
+                        rest.split_once('/').filter(|(id, p)| !id.is_empty() && !p.is_empty()).ok_or_else(bad)?;
+                    let id = id.to_owned();
+                    let drive = match kind {
+                        "drive" => Drive::Id(id),
+                        "site" => Drive::Site(id),
+                        "group" => Drive::Group(id),
+                        _ => Drive::User(id),
+                    };
+                    (drive, path.to_owned())
+                }
+                _ => return Err(bad()),
+            };
+            if path.is_empty() {
+                return Err(bad());
+            }
+            Ok(Target::Graph { drive, path })
+        }
+        "sharepoint-rest" => Err(format!(
+            "{text:?}: SharePoint REST targets come with the sharepoint-resumable crate's REST part, not yet here"
         )),
         other => Err(format!("{text:?}: unknown scheme {other:?}; {FORMS}")),
     }
@@ -81,8 +121,7 @@ pub(crate) fn parse_bucket(text: &str) -> Result<(String, String, String), Strin
     Ok((scheme.to_owned(), bucket.to_owned(), prefix.to_owned()))
 }
 
-const FORMS: &str =
-    "targets are oss://bucket/key, qingstor://bucket/key, box://folder/<folder-id>/<name>, box://file/<file-id>";
+const FORMS: &str = "targets are oss://bucket/key, qingstor://bucket/key, box://folder/<folder-id>/<name>, box://file/<file-id>, graph://drive/<id>/<path>, graph://site/<id>/<path>, graph://group/<id>/<path>, graph://me/<path>";
 
 #[cfg(test)]
 mod tests {
@@ -95,7 +134,13 @@ mod tests {
         }
         assert!(parse("oss://bucket").unwrap_err().contains("oss://bucket/key"));
         assert!(parse("s3://b/k").unwrap_err().contains("unknown scheme"));
-        assert!(parse("graph://me/x").unwrap_err().contains("not yet"));
+        for text in
+            ["graph://me/dir/x.bin", "graph://drive/b!1/x.bin", "graph://site/s-1/Docs/x.bin", "graph://group/g/x"]
+        {
+            assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+        assert!(parse("graph://site/only").is_err());
+        assert!(parse("sharepoint-rest://x/y").unwrap_err().contains("not yet"));
         assert_eq!(parse_bucket("oss://b/p/").unwrap(), ("oss".into(), "b".into(), "p/".into()));
         assert!(parse_bucket("box://folder/0").is_err());
     }

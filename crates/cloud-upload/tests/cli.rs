@@ -35,7 +35,7 @@ impl Emulators {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let lines = (0..3)
+        let lines = (0..4)
             .map(|_| {
                 let mut line = String::new();
                 out.read_line(&mut line).unwrap();
@@ -130,6 +130,18 @@ fn uploads_to_every_vendor_with_exit_codes_a_script_can_rely_on() {
     assert!(result["stored"].as_str().unwrap().contains("sha1"), "{result}");
     assert_eq!(std::fs::read(dir.join("data/box/0/up.bin")).unwrap(), bytes);
 
+    let graph = emulators.get("graph");
+    let graph_env = [
+        ("GRAPH_ACCESS_TOKEN", s(&graph["access_token"])),
+        ("GRAPH_URL", s(&graph["graph_url"])),
+        ("AZURE_AUTHORITY_HOST", s(&graph["login_url"])),
+    ];
+    let out = put(&dir, &graph_env, &[&file, "graph://me/docs/up.bin", "--part-size", "5MiB", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["parts"].as_u64(), Some(5), "{result}");
+    assert_eq!(std::fs::read(dir.join("data/graph/drive-1/docs/up.bin")).unwrap(), bytes);
+
     // Exit codes: bad target 2, refused credentials 3.
     let out = put(&dir, &oss_env, &[&file, "s3://bucket/k"]);
     assert_eq!(out.status.code(), Some(2));
@@ -148,7 +160,7 @@ fn the_demo_uploads_interrupts_resumes_and_verifies() {
     let out = Command::new(EXE).args(["demo", "--size", "24MiB", "--keep"]).arg(dir.join("kept")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for vendor in ["| OSS |", "| QingStor |", "| Box |"] {
+    for vendor in ["| OSS |", "| QingStor |", "| Box |", "| Graph |"] {
         let row = stdout.lines().find(|l| l.starts_with(vendor)).unwrap_or_else(|| panic!("{vendor}: {stdout}"));
         assert!(row.ends_with("| yes |"), "{row}");
     }

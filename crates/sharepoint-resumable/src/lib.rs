@@ -65,6 +65,8 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 mod generated;
 pub mod types;
