@@ -298,3 +298,33 @@ async fn conflicts_deferred_commit_and_cancel() {
     assert_eq!(err.code(), Some(&ErrorCode::ItemNotFound));
     assert!(emu.open_sessions().is_empty(), "{:?}", emu.open_sessions());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_graph_kept_only_in_part_is_finished_with_its_tail() {
+    let emu = emulator().await;
+    // Graph keeps 100 KiB of fragment 1 and answers 500: the next expected byte is off the grid.
+    emu.inject(Fault {
+        operation: Some(Operation::UploadFragment),
+        part_number: Some(1),
+        times: 1,
+        action: FaultAction::PartialThenError { keep: 100 * 1024, status: 500, code: "generalException".into() },
+    });
+    let data = Bytes::from(pattern(3 * FRAGMENT as usize + 1, 7));
+    let uploader = Uploader::new(client(&emu)).with_options(options(1));
+    uploader
+        .upload(Drive::Me, Item::Path("partial.bin".into()), Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(emu.item_content("drive-1", "partial.bin").unwrap(), data);
+    // Only the missing 220 KiB of fragment 1 went again, after Graph said where it stood.
+    let tail = emu.requests().iter().any(|r| {
+        r.operation == Some(Operation::UploadFragment) && r.body_len == FRAGMENT - 100 * 1024 && r.status == 202
+    });
+    assert!(
+        tail,
+        "{:?}",
+        emu.requests().iter().map(|r| (r.operation, r.part_number, r.body_len, r.status)).collect::<Vec<_>>()
+    );
+}

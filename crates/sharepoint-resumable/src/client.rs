@@ -351,11 +351,13 @@ impl Client {
         if len > MAX_FRAGMENT {
             return Err(InvalidInput::Fragment { offset, len, rule: "fragments are below 60 MiB".into() }.into());
         }
-        if end != total && !len.is_multiple_of(FRAGMENT_MULTIPLE) {
+        // Fragments end on the 320 KiB grid (all but the last): a whole fragment is then a
+        // multiple of 320 KiB, and the rest of one Graph kept only in part still fits.
+        if end != total && !end.is_multiple_of(FRAGMENT_MULTIPLE) {
             return Err(InvalidInput::Fragment {
                 offset,
                 len,
-                rule: "every fragment but the last is a multiple of 320 KiB".into(),
+                rule: "every fragment but the last is a multiple of 320 KiB, ending on the 320 KiB grid".into(),
             }
             .into());
         }

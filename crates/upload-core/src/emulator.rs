@@ -41,6 +41,16 @@ pub enum FaultAction {
     },
     /// Do the operation, then drop the connection without an answer (a lost response).
     LoseResponse,
+    /// Keep only the first `keep` bytes of the body, then answer this status and error code
+    /// (a server that stored part of a fragment; vendors whose sessions track bytes only).
+    PartialThenError {
+        /// Bytes kept.
+        keep: usize,
+        /// HTTP status.
+        status: u16,
+        /// The vendor's error code.
+        code: String,
+    },
     /// Do the operation, then answer this status and error code anyway (a server that stored
     /// the part and still failed).
     ErrorAfter {

@@ -843,6 +843,7 @@ async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>)
         range,
         busy,
         too_big,
+        partial: false,
     };
     let mut user = None;
     let result = respond(&ctx, host, routed.as_ref(), fault.as_ref(), seen.owner.as_deref(), &mut user);
@@ -903,7 +904,36 @@ fn respond(
             graph(ctx, *op, drive, target, &who)
         }
         Some(Route::Upload { op, session }) => {
-            let answer = upload(ctx, *op, session);
+            let answer = match (fault, *op, ctx.range) {
+                // Part of the fragment is kept, then the server fails (the next expected byte is
+                // then off the 320 KiB grid, as Graph has been seen to do).
+                (
+                    Some(FaultAction::PartialThenError { keep, status, code }),
+                    Operation::UploadFragment,
+                    Some((first, _, total)),
+                ) if *keep > 0 && (*keep as u64) < ctx.body.len() as u64 => {
+                    let kept = ctx.body.slice(..*keep);
+                    let partial = Ctx {
+                        shared: ctx.shared,
+                        query: ctx.query,
+                        headers: ctx.headers,
+                        body: kept,
+                        content_length: Some(*keep as u64),
+                        range: Some((first, first + *keep as u64 - 1, total)),
+                        busy: ctx.busy,
+                        too_big: false,
+                        partial: true,
+                    };
+                    upload(&partial, *op, session).and_then(|_| {
+                        Err(GraphError::new(
+                            *status,
+                            code,
+                            "Injected by the emulator after keeping part of the fragment.",
+                        ))
+                    })
+                }
+                _ => upload(ctx, *op, session),
+            };
             if !matches!(&answer, Err(e) if e.status == 401) {
                 *user = owner.map(str::to_owned);
             }
@@ -930,6 +960,8 @@ struct Ctx<'a> {
     busy: bool,
     /// Content-Length is 60 MiB or more (the body was read through, not kept).
     too_big: bool,
+    /// The emulator's own partial store (an injected fault): no alignment rule.
+    partial: bool,
 }
 
 impl Ctx<'_> {
@@ -1447,9 +1479,12 @@ fn put_fragment(ctx: &Ctx<'_>, id: &str) -> Result<Reply, GraphError> {
                 GraphError::new(416, "invalidRange", "Uploaded fragment is out of order.").inner("fragmentOutOfOrder")
             );
         }
-        if config.strict_alignment && last + 1 < total && !len.is_multiple_of(FRAGMENT_ALIGN) {
+        // Fragments end on the 320 KiB grid (all but the last), so that the rest of a fragment
+        // Graph kept only in part can be sent on its own.
+        if config.strict_alignment && !ctx.partial && last + 1 < total && !(last + 1).is_multiple_of(FRAGMENT_ALIGN) {
             return Err(GraphError::invalid(format!(
-                "The size of a fragment that is not the last must be a multiple of 320 KiB (327680 bytes); this one has {len}."
+                "A fragment that is not the last must end on a multiple of 320 KiB (327680 bytes); this one has {len} bytes and ends at {}.",
+                last + 1
             )));
         }
         let target = match (&s.content, ctx.shared.storage.dir()) {
