@@ -328,3 +328,60 @@ async fn a_fragment_graph_kept_only_in_part_is_finished_with_its_tail() {
         emu.requests().iter().map(|r| (r.operation, r.part_number, r.body_len, r.status)).collect::<Vec<_>>()
     );
 }
+
+// Regressions found in review: each failed before its fix.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_the_last_fragment_or_a_resume_after_it_finds_the_item() {
+    let emu = emulator().await;
+    let data = Bytes::from(pattern(3 * FRAGMENT as usize, 8));
+    emu.inject(Fault {
+        operation: Some(Operation::UploadFragment),
+        part_number: Some(2),
+        times: 1,
+        action: FaultAction::LoseResponse,
+    });
+    let uploader = Uploader::new(client(&emu)).with_options(options(1));
+    let done = uploader
+        .upload(Drive::Me, Item::Path("last.bin".into()), Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(emu.item_content("drive-1", "last.bin").unwrap(), data);
+    assert_eq!(done.output.size, Some(data.len() as u64));
+
+    // The state was saved before the last fragment, whose request then finished the upload.
+    let mut upload = uploader.upload(Drive::Me, Item::Path("again.bin".into()), Source::bytes(data.clone())).unwrap();
+    upload.step(Duration::from_millis(1)).await.unwrap();
+    let state = upload.into_state().unwrap();
+    let c = client(&emu);
+    c.put_fragment(&state.session.upload_url, 0, data.len() as u64, data.clone()).await.unwrap();
+    let done = uploader.resume(Source::bytes(data.clone()), state).run().await.unwrap();
+    assert_eq!(done.output.size, Some(data.len() as u64));
+    let creates = emu.requests().iter().filter(|r| r.operation == Some(Operation::CreateUploadSession)).count();
+    assert_eq!(creates, 2, "no new session, no second copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_url_past_its_token_lifetime_is_replaced_by_a_new_session() {
+    // The URL's token and the idle session both run out (a live session would block the name).
+    let emu = Emulator::start(EmulatorConfig {
+        session_max: Duration::from_millis(300),
+        session_idle: Duration::from_millis(300),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let data = Bytes::from(pattern(2 * FRAGMENT as usize, 9));
+    let uploader = Uploader::new(client(&emu)).with_options(options(1));
+    let mut upload = uploader.upload(Drive::Me, Item::Path("old.bin".into()), Source::bytes(data.clone())).unwrap();
+    upload.step(Duration::from_millis(1)).await.unwrap();
+    let state = upload.into_state().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The new session lives 300 ms too: enough for two fragments on loopback.
+    uploader.resume(Source::bytes(data.clone()), state).run().await.unwrap();
+    assert_eq!(emu.item_content("drive-1", "old.bin").unwrap(), data);
+    let codes: Vec<Option<String>> = emu.requests().iter().map(|r| r.error_code.clone()).collect();
+    assert!(codes.iter().any(|c| c.as_deref() == Some("unauthenticated")), "{codes:?}");
+}

@@ -55,6 +55,31 @@ pub struct GraphSession {
     pub file_size: u64,
     /// Whether the last fragment waits for an explicit commit.
     pub defer_commit: bool,
+    /// When the session was created (RFC 3339): an item changed before it is not this upload's.
+    #[serde(default)]
+    pub created_at: String,
+    /// The conflict behaviour asked for (`rename` stores the file under another name).
+    #[serde(default)]
+    pub conflict_behavior: Option<String>,
+}
+
+impl GraphSession {
+    /// Whether `item` is what this session stored: the size, and changed since the session
+    /// began. With `rename` the file may be under another name: a lookup by path proves nothing.
+    fn stored_as(&self, item: &DriveItem) -> bool {
+        let newer = match (item.last_modified_date_time.as_deref(), self.created_at.as_str()) {
+            (Some(modified), created) if !created.is_empty() => {
+                let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+                match (parse(modified), parse(created)) {
+                    // A second of slack for clocks that round.
+                    (Some(m), Some(c)) => m + chrono::Duration::seconds(1) >= c,
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        self.conflict_behavior.as_deref() != Some("rename") && item.size == Some(self.file_size) && newer
+    }
 }
 
 /// The upload state of a Graph upload (checkpoint and step-mode state).
@@ -130,6 +155,8 @@ impl Protocol for GraphProtocol {
                 item: self.item.clone(),
                 file_size,
                 defer_commit: self.defer_commit,
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                conflict_behavior: self.conflict_behavior.clone(),
             },
             part_size: None,
         })
@@ -162,6 +189,9 @@ impl Protocol for GraphProtocol {
                     _ => Err(Error::Service(e)),
                 }
             }
+            // The last fragment of an attempt whose answer was lost had finished the upload: the
+            // session is gone, and complete checks the item.
+            Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) && end == total => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -171,7 +201,26 @@ impl Protocol for GraphProtocol {
         session: &GraphSession,
         plan: &PartPlan,
     ) -> Result<Vec<ServerPart<Option<DriveItem>>>, Error> {
-        let status = self.client.session_status(&session.upload_url).await?;
+        let status = match self.client.session_status(&session.upload_url).await {
+            Ok(s) => s,
+            // The session is gone: finished (every part stored, complete checks the item), or
+            // expired or cancelled (the engine starts a new one).
+            Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) => {
+                return match self.client.get_item(&session.drive, &session.item).await {
+                    Ok(item) if session.stored_as(&item) => Ok(plan
+                        .parts()
+                        .map(|p| ServerPart {
+                            number: p.number,
+                            len: p.len,
+                            digests: Digests::default(),
+                            receipt: None,
+                        })
+                        .collect()),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let received = next_expected(&status, session.file_size).ok_or_else(|| Error::MalformedResponse {
             operation: "get upload session",
             detail: format!("nextExpectedRanges {:?} cannot be read", status.next_expected_ranges),
@@ -197,13 +246,11 @@ impl Protocol for GraphProtocol {
             None if session.defer_commit => match self.client.commit(&session.upload_url).await {
                 Ok(item) => item,
                 // A commit whose answer was lost: the session is gone and the item is there.
-                Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) => {
-                    self.client.get_item(&session.drive, &session.item).await?
-                }
+                Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) => self.stored_item(session).await?,
                 Err(e) => return Err(e),
             },
             // The last fragment's answer was lost: the item tells.
-            None => self.client.get_item(&session.drive, &session.item).await?,
+            None => self.stored_item(session).await?,
         };
         if item.size.is_some_and(|s| s != total_len) {
             return Err(IntegrityError {
@@ -227,11 +274,39 @@ impl Protocol for GraphProtocol {
     }
 
     fn is_session_gone(&self, error: &Error) -> bool {
+        // Expired or cancelled (404), or the upload URL's own token past its 24 hours (401
+        // expiredToken: Graph's own 401s come from the Graph host, never from these calls).
         error.code() == Some(&ErrorCode::ItemNotFound)
+            || error.service().is_some_and(|e| e.status == 401 && e.has_code("expiredToken"))
     }
 
     async fn abort(&self, session: &GraphSession) -> Result<(), Error> {
         self.client.cancel(&session.upload_url).await
+    }
+}
+
+impl GraphProtocol {
+    /// The item this session stored, found by its address when an answer was lost.
+    async fn stored_item(&self, session: &GraphSession) -> Result<DriveItem, Error> {
+        let item = self.client.get_item(&session.drive, &session.item).await?;
+        if session.stored_as(&item) {
+            return Ok(item);
+        }
+        let why = if session.conflict_behavior.as_deref() == Some("rename") {
+            "rename may have stored it under another name; check the folder"
+        } else {
+            "the item at the path is older or of another size"
+        };
+        Err(IntegrityError {
+            what: "the item (the answer that named it was lost)".into(),
+            expected: format!("{} bytes changed after {}", session.file_size, session.created_at),
+            actual: format!(
+                "{} bytes changed at {}: {why}",
+                item.size.unwrap_or_default(),
+                item.last_modified_date_time.unwrap_or_default()
+            ),
+        }
+        .into())
     }
 }
 

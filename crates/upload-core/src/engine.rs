@@ -688,7 +688,24 @@ impl<P: Protocol> Upload<P> {
         // Whether the step's deadline, not the retry policy's own limit, bounds the waits.
         let deadline_bounds =
             deadline.is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.options.retry.max_elapsed);
-        let prepared = self.prepare().await;
+        // Asking the server what it holds can be cut at the deadline (nothing is made); creating a
+        // session is not, since a session made by a cut request would be lost to the state
+        // (Graph then refuses another for the same name until it expires).
+        let prepared = match deadline {
+            Some(d) if self.state.is_some() && !self.reconciled => {
+                match tokio::time::timeout_at(d, self.prepare()).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.deadline = None;
+                        let (parts_done, bytes_done) =
+                            self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
+                        self.emit(Event::StepPaused { parts_done, bytes_done });
+                        return Ok(Step::Pending { parts_done, bytes_done });
+                    }
+                }
+            }
+            _ => self.prepare().await,
+        };
         self.deadline = None;
         match prepared {
             // Creating or reconciling the session met a wait (Retry-After, backoff) that would
