@@ -9,9 +9,8 @@
 
 use std::time::Instant;
 
-use box_chunked::upload_core::emulator::process_usage;
-use box_chunked::upload_core::hash::WholeHasher;
-use box_chunked::upload_core::{Digests, Hashes};
+use box_chunked::upload_core::Hashes;
+use box_chunked::upload_core::emulator::{hash_file, process_usage};
 use box_chunked::{Client, Config, Source, UploadOptions, Uploader};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -26,20 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = arg(&args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(4);
     let started = Instant::now();
     if args.iter().any(|a| a == "--hash-only") {
-        let Source::ReadAt(reader) = Source::file(&file)? else { return Err("not a file".into()) };
-        let part = (part_mib << 20) as usize;
-        let mut whole = WholeHasher::new(Hashes::SHA1);
-        let mut offset = 0u64;
-        while offset < reader.len() {
-            let len = part.min((reader.len() - offset) as usize);
-            let bytes = reader.read_at(offset, len)?;
-            std::hint::black_box(Digests::compute(Hashes::SHA1, &bytes));
-            whole.update(&bytes);
-            offset += len as u64;
-        }
-        std::hint::black_box(whole.finish());
+        let bytes = hash_file(std::path::Path::new(&file), (part_mib << 20) as usize, Hashes::SHA1, Hashes::SHA1)?;
         let (user, system, rss) = process_usage();
-        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": offset, "cpu_seconds": user + system, "peak_rss_bytes": rss});
+        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": bytes, "cpu_seconds": user + system, "peak_rss_bytes": rss});
         println!("{line}");
         return Ok(());
     }

@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use oss_multipart::upload_core::emulator::process_usage as usage_split;
-use oss_multipart::upload_core::{Digests, Hashes, PartSize};
+use oss_multipart::upload_core::emulator::{hash_file, process_usage};
+use oss_multipart::upload_core::{Hashes, PartSize};
 use oss_multipart::{Client, Config, Credentials, Source, UploadOptions, Uploader};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -18,7 +18,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 /// (CPU seconds, peak RSS bytes) of this process.
 fn usage() -> (f64, u64) {
-    let (user, system, rss) = usage_split();
+    let (user, system, rss) = process_usage();
     (user + system, rss)
 }
 
@@ -30,18 +30,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = arg(&args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(4);
     let started = Instant::now();
     if args.iter().any(|a| a == "--hash-only") {
-        let source = Source::file(&file)?;
-        let Source::ReadAt(reader) = source else { return Err("not a file".into()) };
-        let part = (part_mib << 20) as usize;
-        let mut offset = 0u64;
-        while offset < reader.len() {
-            let len = part.min((reader.len() - offset) as usize);
-            let bytes = reader.read_at(offset, len)?;
-            std::hint::black_box(Digests::compute(Hashes::MD5 | Hashes::CRC64, &bytes));
-            offset += len as u64;
-        }
-        let (cpu, rss) = usage();
-        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": offset, "cpu_seconds": cpu, "peak_rss_bytes": rss});
+        let bytes = hash_file(
+            std::path::Path::new(&file),
+            (part_mib << 20) as usize,
+            Hashes::MD5 | Hashes::CRC64,
+            Hashes::NONE,
+        )?;
+        let (user, system, rss) = process_usage();
+        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": bytes, "cpu_seconds": user + system, "peak_rss_bytes": rss});
         println!("{line}");
         return Ok(());
     }
@@ -57,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = arg(&args, "--key").unwrap_or_else(|| "bench.bin".into());
     let mut upload = uploader.upload(&text("bucket"), &key, Source::file(&file)?)?;
     let done = upload.run().await?;
-    let (user, system, _) = usage_split();
+    let (user, system, _) = process_usage();
     eprintln!("oss-multipart: user {user:.2} s, system {system:.2} s");
     let (cpu, rss) = usage();
     let line = serde_json::json!({

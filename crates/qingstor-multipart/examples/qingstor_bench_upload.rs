@@ -9,9 +9,8 @@
 
 use std::time::Instant;
 
-use qingstor_multipart::upload_core::emulator::process_usage;
-use qingstor_multipart::upload_core::hash::WholeHasher;
-use qingstor_multipart::upload_core::{Digests, Hashes, PartSize};
+use qingstor_multipart::upload_core::emulator::{hash_file, process_usage};
+use qingstor_multipart::upload_core::{Hashes, PartSize};
 use qingstor_multipart::{Client, Config, Credentials, Source, UploadOptions, Uploader};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -26,20 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = arg(&args, "--concurrency").and_then(|v| v.parse().ok()).unwrap_or(4);
     let started = Instant::now();
     if args.iter().any(|a| a == "--hash-only") {
-        let Source::ReadAt(reader) = Source::file(&file)? else { return Err("not a file".into()) };
-        let part = (part_mib << 20) as usize;
-        let mut whole = WholeHasher::new(Hashes::MD5);
-        let mut offset = 0u64;
-        while offset < reader.len() {
-            let len = part.min((reader.len() - offset) as usize);
-            let bytes = reader.read_at(offset, len)?;
-            std::hint::black_box(Digests::compute(Hashes::MD5, &bytes));
-            whole.update(&bytes);
-            offset += len as u64;
-        }
-        std::hint::black_box(whole.finish());
+        let bytes = hash_file(std::path::Path::new(&file), (part_mib << 20) as usize, Hashes::MD5, Hashes::MD5)?;
         let (user, system, rss) = process_usage();
-        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": offset, "cpu_seconds": user + system, "peak_rss_bytes": rss});
+        let line = serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "bytes": bytes, "cpu_seconds": user + system, "peak_rss_bytes": rss});
         println!("{line}");
         return Ok(());
     }

@@ -483,6 +483,36 @@ pub fn iso_now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
 }
 
+/// For benchmark clients: exactly the hashing a vendor needs over a file, as the limit to compare
+/// an upload's CPU with: `part` hashes over each part of `part_size` bytes, `whole` hashes over
+/// the file in order. Returns the bytes read.
+pub fn hash_file(path: &Path, part_size: usize, part: crate::Hashes, whole: crate::Hashes) -> std::io::Result<u64> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; part_size.max(1)];
+    let mut hasher = crate::hash::WholeHasher::new(whole);
+    let mut total = 0u64;
+    loop {
+        // A whole part, or what is left of the file.
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match file.read(&mut buffer[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        let chunk = &buffer[..filled];
+        std::hint::black_box(crate::Digests::compute(part, chunk));
+        hasher.update(chunk);
+        total += filled as u64;
+    }
+    std::hint::black_box(hasher.finish());
+    Ok(total)
+}
+
 /// CPU seconds (user, system) and peak RSS bytes of this process, from `/proc` (Linux; zeros
 /// elsewhere), for the benchmark clients that run against the emulators.
 pub fn process_usage() -> (f64, f64, u64) {
