@@ -95,6 +95,169 @@ impl Config {
     }
 }
 
+/// The JSON flavour asked of SharePoint REST (`Accept: application/json;odata=…`). Answers in
+/// any flavour are read; this only chooses what to ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OData {
+    /// `odata=verbose`: every answer wrapped in `d`, with `__metadata`.
+    Verbose,
+    /// `odata=minimalmetadata`: SharePoint Online's default for a bare `application/json`.
+    MinimalMetadata,
+    /// `odata=nometadata`: the bare objects (the smallest answers).
+    #[default]
+    NoMetadata,
+}
+
+impl OData {
+    /// The `Accept` header value.
+    pub fn accept(self) -> &'static str {
+        match self {
+            OData::Verbose => "application/json;odata=verbose",
+            OData::MinimalMetadata => "application/json;odata=minimalmetadata",
+            OData::NoMetadata => "application/json;odata=nometadata",
+        }
+    }
+}
+
+/// How SharePoint REST calls authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestAuth {
+    /// A bearer token for the SharePoint resource (`https://{tenant}.sharepoint.com`), fixed or
+    /// from the client credentials flow with the scope `https://{tenant}.sharepoint.com/.default`.
+    /// No form digest is needed.
+    Bearer(Auth),
+    /// A browser session's cookies (`FedAuth=…; rtFa=…`, redacted from `Debug`): every POST then
+    /// carries a form digest from `/_api/contextinfo`, renewed before it expires and once more when
+    /// SharePoint refuses it.
+    Cookie(Secret),
+}
+
+/// Everything a [`RestClient`](crate::RestClient) needs.
+#[derive(Clone, Debug)]
+pub struct RestConfig {
+    /// The site (web) URL, `https://contoso.sharepoint.com/sites/team`; API calls go to
+    /// `{site_url}/_api/…`.
+    pub site_url: String,
+    /// The identity platform, for [`Auth::ClientCredentials`].
+    pub login_url: String,
+    /// How calls authenticate.
+    pub auth: RestAuth,
+    /// The JSON flavour asked for.
+    pub odata: OData,
+    /// Retry policy of the high-level uploader's calls.
+    pub retry: RetryPolicy,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Overall timeout of a call without a large body (chunks get the engine's per-attempt
+    /// timeout instead); 120 s by default.
+    pub call_timeout: Duration,
+}
+
+impl RestConfig {
+    /// A site with this authentication, asking for `odata=nometadata`.
+    pub fn new(site_url: &str, auth: RestAuth) -> Result<Self, InvalidInput> {
+        let parsed =
+            url::Url::parse(site_url).map_err(|e| InvalidInput::Config(format!("site URL {site_url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(InvalidInput::Config(format!("site URL {site_url:?} must be an http(s) URL")));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(InvalidInput::Config(format!("site URL {site_url:?} has a query or fragment")));
+        }
+        Ok(Self {
+            site_url: site_url.trim_end_matches('/').to_owned(),
+            login_url: "https://login.microsoftonline.com".into(),
+            auth,
+            odata: OData::default(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(120),
+        })
+    }
+
+    /// The site's path from the host (`/sites/team`; empty for the root site).
+    pub fn site_path(&self) -> String {
+        url::Url::parse(&self.site_url)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .map(|p| percent_decode(&p))
+            .unwrap_or_default()
+    }
+
+    /// The `.default` scope of the site's host (`https://contoso.sharepoint.com/.default`).
+    pub fn default_scope(&self) -> String {
+        url::Url::parse(&self.site_url)
+            .map(|u| format!("{}/.default", u.origin().ascii_serialization()))
+            .unwrap_or_default()
+    }
+
+    /// From the environment: `SHAREPOINT_SITE_URL`, and `SHAREPOINT_ACCESS_TOKEN` (a fixed
+    /// token), `SHAREPOINT_COOKIE` (browser cookies, with form digests), or `AZURE_TENANT_ID`,
+    /// `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` (client credentials for the site's host);
+    /// `AZURE_AUTHORITY_HOST` to point elsewhere.
+    pub fn from_env() -> Result<Self, InvalidInput> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub(crate) fn from_vars(env: &HashMap<String, String>) -> Result<Self, InvalidInput> {
+        let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        let site = var("SHAREPOINT_SITE_URL").ok_or_else(|| {
+            InvalidInput::Config(
+                "no SharePoint site: set SHAREPOINT_SITE_URL (https://contoso.sharepoint.com/sites/x)".into(),
+            )
+        })?;
+        let mut config = Self::new(&site, RestAuth::Cookie(Secret::new(String::new())))?;
+        config.auth = match (
+            var("SHAREPOINT_ACCESS_TOKEN"),
+            var("SHAREPOINT_COOKIE"),
+            var("AZURE_TENANT_ID"),
+            var("AZURE_CLIENT_ID"),
+            var("AZURE_CLIENT_SECRET"),
+        ) {
+            (Some(token), ..) => RestAuth::Bearer(Auth::Token(Secret::new(token))),
+            (None, Some(cookie), ..) => RestAuth::Cookie(Secret::new(cookie)),
+            (None, None, Some(tenant), Some(client_id), Some(secret)) => RestAuth::Bearer(Auth::ClientCredentials {
+                tenant,
+                client_id,
+                client_secret: Secret::new(secret),
+                scope: config.default_scope(),
+            }),
+            _ => {
+                return Err(InvalidInput::Config(
+                    "no SharePoint credentials: set SHAREPOINT_ACCESS_TOKEN, SHAREPOINT_COOKIE, or AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
+                ));
+            }
+        };
+        if let Some(login) = var("AZURE_AUTHORITY_HOST") {
+            url::Url::parse(&login)
+                .map_err(|e| InvalidInput::Config(format!("AZURE_AUTHORITY_HOST {login:?}: {e}")))?;
+            config.login_url = login.trim_end_matches('/').to_owned();
+        }
+        Ok(config)
+    }
+}
+
+/// Decodes `%XX` escapes (invalid ones stay as they are).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +278,31 @@ mod tests {
         assert_eq!(c.graph_url, "http://127.0.0.1:9/v1.0");
         let err = Config::from_vars(&vars(&[("AZURE_CLIENT_ID", "id")])).unwrap_err();
         assert!(err.to_string().contains("AZURE_TENANT_ID"), "{err}");
+    }
+
+    #[test]
+    fn rest_environment_picks_site_and_credentials() {
+        let vars = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let site = ("SHAREPOINT_SITE_URL", "https://contoso.sharepoint.com/sites/Team%20A/");
+        let c = RestConfig::from_vars(&vars(&[site, ("SHAREPOINT_COOKIE", "FedAuth=x")])).unwrap();
+        assert!(matches!(c.auth, RestAuth::Cookie(_)));
+        assert_eq!(c.site_url, "https://contoso.sharepoint.com/sites/Team%20A");
+        assert_eq!(c.site_path(), "/sites/Team A");
+        assert!(!format!("{c:?}").contains("FedAuth"), "cookies stay out of Debug");
+        let c = RestConfig::from_vars(&vars(&[
+            site,
+            ("AZURE_TENANT_ID", "contoso"),
+            ("AZURE_CLIENT_ID", "id"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(c.auth, RestAuth::Bearer(Auth::ClientCredentials { ref scope, .. }) if scope == "https://contoso.sharepoint.com/.default")
+        );
+        let err = RestConfig::from_vars(&vars(&[site])).unwrap_err();
+        assert!(err.to_string().contains("SHAREPOINT_ACCESS_TOKEN"), "{err}");
+        let err = RestConfig::from_vars(&vars(&[("SHAREPOINT_ACCESS_TOKEN", "t")])).unwrap_err();
+        assert!(err.to_string().contains("SHAREPOINT_SITE_URL"), "{err}");
+        assert!(RestConfig::new("ftp://x/sites/a", RestAuth::Cookie(Secret::new(String::from("c")))).is_err());
     }
 }

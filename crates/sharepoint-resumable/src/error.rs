@@ -78,6 +78,89 @@ impl fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {}
 
+/// An error document from SharePoint REST (`odata.error` in the minimal and no-metadata
+/// flavours, `error` in verbose): `"<hresult>, <.NET exception type>"` and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestServiceError {
+    /// HTTP status.
+    pub status: u16,
+    /// The code as sent, `-2130575338, Microsoft.SharePoint.SPException`.
+    pub code: String,
+    /// The HRESULT part of the code, when it has one (see [`rest_codes`]).
+    pub hresult: Option<i64>,
+    /// The message's text.
+    pub message: String,
+    /// The request's correlation id (`SPRequestGuid`).
+    pub request_id: Option<String>,
+    /// The wait the server asked for, if it sent `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+/// HRESULTs SharePoint REST answers in upload calls.
+pub mod rest_codes {
+    /// 404: "The file … does not exist."
+    pub const FILE_DOES_NOT_EXIST: i64 = -2_130_575_338;
+    /// 404: a folder (or file) that is not there (`System.IO.FileNotFoundException`).
+    pub const FILE_NOT_FOUND: i64 = -2_147_024_894;
+    /// 400: "A file with the name … already exists."
+    pub const ALREADY_EXISTS: i64 = -2_130_575_257;
+    /// 400: a name or path SharePoint refuses.
+    pub const INVALID_NAME: i64 = -2_130_575_245;
+    /// 403: the form digest is missing, stale or wrong.
+    pub const SECURITY_VALIDATION: i64 = -2_130_575_251;
+    /// 401 or 403: access denied (`System.UnauthorizedAccessException`).
+    pub const ACCESS_DENIED: i64 = -2_147_024_891;
+    /// 423 or 409: the file is locked by another upload (`SPFileLockException`).
+    pub const FILE_LOCKED: i64 = -2_147_018_894;
+    /// 400: an argument out of range, such as a `fileOffset` that is not the bytes held.
+    pub const ARGUMENT_OUT_OF_RANGE: i64 = -2_147_024_809;
+    /// 404: the upload session is unknown or expired.
+    pub const UPLOAD_SESSION_NOT_FOUND: i64 = -2_130_246_326;
+    /// 400: the request body is over the 250 MB limit (and other malformed queries).
+    pub const INVALID_CLIENT_QUERY: i64 = -1;
+}
+
+impl RestServiceError {
+    /// Reads an error document; `None` when the body is not one.
+    pub fn from_document(
+        status: u16,
+        body: &[u8],
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+    ) -> Option<Self> {
+        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let error = doc.get("odata.error").or_else(|| doc.get("error"))?;
+        let code = error.get("code")?.as_str()?.to_owned();
+        let message = match error.get("message") {
+            Some(serde_json::Value::String(m)) => m.clone(),
+            Some(m) => m.get("value").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            None => String::new(),
+        };
+        let hresult = code.split(',').next().and_then(|h| h.trim().parse::<i64>().ok());
+        Some(Self { status, code, hresult, message, request_id, retry_after })
+    }
+
+    /// Whether the HRESULT is this one.
+    pub fn is(&self, hresult: i64) -> bool {
+        self.hresult == Some(hresult)
+    }
+}
+
+impl fmt::Display for RestServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharePoint answered {} {}", self.status, self.code)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (SPRequestGuid {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RestServiceError {}
+
 /// Input refused before any request, naming the rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -103,6 +186,12 @@ pub enum InvalidInput {
     /// A configuration value is missing or wrong.
     #[error("{0}")]
     Config(String),
+    /// The name is taken and the conflict behaviour is `fail`.
+    #[error("{path:?} already exists and the conflict behavior is fail")]
+    Exists {
+        /// The file's path.
+        path: String,
+    },
 }
 
 /// Any failure of a Graph call.
@@ -112,8 +201,11 @@ pub enum Error {
     /// Graph or the upload host answered with an error document.
     #[error(transparent)]
     Service(Box<ServiceError>),
+    /// SharePoint REST answered with an error document.
+    #[error(transparent)]
+    SharePoint(Box<RestServiceError>),
     /// The request did not get an answer (connection, timeout, body).
-    #[error("the request to Graph failed: {0}")]
+    #[error("the request failed: {0}")]
     Transport(#[source] reqwest::Error),
     /// The input breaks a rule; nothing was sent.
     #[error(transparent)]
@@ -149,6 +241,23 @@ impl Error {
         }
     }
 
+    /// The HTTP status of an error answer (Graph or SharePoint REST).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Service(e) => Some(e.status),
+            Error::SharePoint(e) => Some(e.status),
+            _ => None,
+        }
+    }
+
+    /// SharePoint REST's error document, when it answered with one.
+    pub fn sharepoint(&self) -> Option<&RestServiceError> {
+        match self {
+            Error::SharePoint(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The error document, when the server answered with one.
     pub fn service(&self) -> Option<&ServiceError> {
         match self {
@@ -169,10 +278,20 @@ impl From<ServiceError> for Error {
     }
 }
 
+impl From<RestServiceError> for Error {
+    fn from(e: RestServiceError) -> Self {
+        Error::SharePoint(Box::new(e))
+    }
+}
+
 impl upload_core::Classify for Error {
     fn is_retryable(&self) -> bool {
         match self {
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
+            // 409: a chunk of this session still in flight (an earlier attempt), gone shortly.
+            Error::SharePoint(e) => {
+                upload_core::retry::status_is_retryable(e.status) || (e.status == 409 && e.is(rest_codes::FILE_LOCKED))
+            }
             Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
             Error::MalformedResponse { .. } => true,
             Error::Auth { status, .. } => upload_core::retry::status_is_retryable(*status),
@@ -183,6 +302,7 @@ impl upload_core::Classify for Error {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Service(e) => e.retry_after,
+            Error::SharePoint(e) => e.retry_after,
             _ => None,
         }
     }
@@ -190,6 +310,7 @@ impl upload_core::Classify for Error {
     fn may_have_taken_effect(&self) -> bool {
         match self {
             Error::Service(e) => e.status >= 500,
+            Error::SharePoint(e) => e.status >= 500,
             Error::Transport(e) => !e.is_connect(),
             Error::MalformedResponse { .. } | Error::Integrity(_) => true,
             Error::Invalid(_) | Error::Auth { .. } => false,
@@ -213,5 +334,24 @@ mod tests {
         assert!(e.has_code("fragmentOverlap"));
         assert_eq!(e.to_string(), "Graph answered 416 invalidRange/fragmentOverlap/deeper: m (request-id hdr)");
         assert!(ServiceError::from_document(500, b"<html>", None, None).is_none());
+    }
+
+    #[test]
+    fn sharepoint_envelopes_in_every_flavour() {
+        let minimal = br#"{"odata.error":{"code":"-2130575338, Microsoft.SharePoint.SPException","message":{"lang":"en-US","value":"The file /sites/x/a.bin does not exist."}}}"#;
+        let e = RestServiceError::from_document(404, minimal, Some("g".into()), None).unwrap();
+        assert!(e.is(rest_codes::FILE_DOES_NOT_EXIST));
+        assert_eq!(
+            e.to_string(),
+            "SharePoint answered 404 -2130575338, Microsoft.SharePoint.SPException: The file /sites/x/a.bin does not exist. (SPRequestGuid g)"
+        );
+        let verbose = br#"{"error":{"code":"-1, Microsoft.SharePoint.Client.InvalidClientQueryException","message":{"lang":"en-US","value":"The request message is too big."}}}"#;
+        let e = RestServiceError::from_document(400, verbose, None, None).unwrap();
+        assert_eq!(e.hresult, Some(rest_codes::INVALID_CLIENT_QUERY));
+        assert_eq!(e.message, "The request message is too big.");
+        let odd = br#"{"error":{"code":"Unknown","message":"plain"}}"#;
+        let e = RestServiceError::from_document(500, odd, None, None).unwrap();
+        assert_eq!((e.hresult, e.message.as_str()), (None, "plain"));
+        assert!(RestServiceError::from_document(500, b"{\"value\":1}", None, None).is_none());
     }
 }

@@ -69,12 +69,16 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 mod generated;
+pub mod rest;
 pub mod types;
 pub mod uploader;
 
 pub use auth::Auth;
 pub use client::{Client, Drive, Fragment, Item};
-pub use config::Config;
-pub use error::{Error, ErrorCode, InvalidInput, ServiceError};
+pub use config::{Config, OData, RestAuth, RestConfig};
+pub use error::{Error, ErrorCode, InvalidInput, RestServiceError, ServiceError};
+pub use rest::{FileRef, RestClient};
 pub use upload_core::{self, PartSize, Source, Step, UploadOptions};
-pub use uploader::{GraphSession, GraphUpload, GraphUploadState, Uploader};
+pub use uploader::{
+    GraphSession, GraphUpload, GraphUploadState, RestSession, RestUpload, RestUploadState, RestUploader, Uploader,
+};

@@ -20,8 +20,12 @@ use upload_core::{
 };
 
 use crate::client::{Client, Drive, FRAGMENT_MULTIPLE, Fragment, Item, MAX_FRAGMENT, next_expected, validate_path};
-use crate::error::{Error, ErrorCode};
-use crate::types::{CreateUploadSessionInput, DriveItem, DriveItemUploadableProperties};
+use crate::error::{Error, ErrorCode, InvalidInput, rest_codes};
+use crate::rest::{
+    FileRef, MAX_REQUEST as REST_MAX_REQUEST, RestClient, is_session_gone as is_rest_session_gone, new_upload_id,
+    validate_name, validate_server_relative,
+};
+use crate::types::{CreateUploadSessionInput, DriveItem, DriveItemUploadableProperties, SpFile};
 
 /// Graph's fragment rules.
 pub fn rules() -> PartRules {
@@ -376,6 +380,340 @@ impl Uploader {
     /// Continues an upload from a stored state (step mode).
     pub fn resume(&self, source: Source, state: GraphUploadState) -> GraphUpload {
         let protocol = self.protocol(state.session.drive.clone(), state.session.item.clone());
+        Upload::resume(protocol, source, state, self.options.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SharePoint REST.
+
+/// SharePoint REST's chunk rules: no alignment, at most 250 MB a request, strictly in order.
+pub fn rest_rules() -> PartRules {
+    PartRules {
+        vendor: "SharePoint REST",
+        min_part_size: 1,
+        max_part_size: REST_MAX_REQUEST,
+        part_size_multiple: 1,
+        max_parts: 1_000_000,
+        first_part_number: 0,
+        default_part_size: 10 * MIB,
+        min_source_len: 1,
+        max_source_len: 250_000_000_000,
+        server_picks_part_size: false,
+        needs_total_len: true,
+        sequential: true,
+    }
+}
+
+/// A SharePoint REST chunked upload session, as the checkpoint keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestSession {
+    /// The file's server-relative path.
+    pub file: String,
+    /// The client-chosen GUID of the session.
+    pub upload_id: String,
+    /// The file's size.
+    pub file_size: u64,
+    /// Whether the file was created empty for this upload (cancelling then deletes it).
+    pub created_stub: bool,
+    /// When the session began (RFC 3339): a file changed before it is not this upload's.
+    pub created_at: String,
+}
+
+impl RestSession {
+    fn file_ref(&self) -> FileRef {
+        FileRef::Path(self.file.clone())
+    }
+
+    /// Whether `file` is what this session stored: its size, changed since the session began.
+    fn stored_as(&self, file: &SpFile) -> bool {
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+        let newer = match (file.time_last_modified.as_deref().and_then(parse), parse(&self.created_at)) {
+            (Some(m), Some(c)) => m + chrono::Duration::seconds(1) >= c,
+            _ => false,
+        };
+        file.len() == Some(self.file_size) && newer
+    }
+}
+
+/// The upload state of a SharePoint REST upload (checkpoint and step-mode state).
+pub type RestUploadState = UploadState<RestSession, Option<SpFile>>;
+
+/// A SharePoint REST upload on the engine.
+pub type RestUpload = Upload<RestProtocol>;
+
+/// SharePoint REST's chunked upload protocol for the engine.
+#[derive(Clone, Debug)]
+pub struct RestProtocol {
+    client: RestClient,
+    folder: String,
+    name: String,
+    replace: bool,
+}
+
+impl RestProtocol {
+    fn path(&self) -> String {
+        format!("{}/{}", self.folder, self.name)
+    }
+}
+
+impl Protocol for RestProtocol {
+    type Session = RestSession;
+    type Receipt = Option<SpFile>;
+    type Output = SpFile;
+    type Error = Error;
+
+    fn rules(&self) -> PartRules {
+        rest_rules()
+    }
+
+    fn target(&self) -> String {
+        let host = url::Url::parse(&self.client.config().site_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        format!("sharepoint-rest://{host}{}", self.path())
+    }
+
+    async fn create(&self, total_len: Option<u64>, _part_size: u64) -> Result<Created<RestSession>, Error> {
+        let path = self.path();
+        // The file must exist for StartUpload. An existing one keeps its content until
+        // FinishUpload; a new one is created empty (and deleted again if the upload is cancelled).
+        let created_stub = match self.client.get_file(&FileRef::Path(path.clone())).await {
+            Ok(_) if !self.replace => return Err(InvalidInput::Exists { path }.into()),
+            Ok(_) => false,
+            Err(e) if e.status() == Some(404) => {
+                match self.client.add_using_path(&self.folder, &self.name, false, bytes::Bytes::new()).await {
+                    Ok(_) => true,
+                    Err(e) if e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS)) && !self.replace => {
+                        return Err(InvalidInput::Exists { path }.into());
+                    }
+                    Err(e) if e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS)) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Created {
+            session: RestSession {
+                file: path,
+                upload_id: new_upload_id(),
+                file_size: total_len.unwrap_or(0),
+                created_stub,
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            },
+            part_size: None,
+        })
+    }
+
+    async fn upload_part(&self, session: &RestSession, part: PartUpload) -> Result<Option<SpFile>, Error> {
+        let (offset, end) = (part.spec.offset, part.spec.offset + part.spec.len);
+        match self.send_from(session, offset, end, part.body.clone(), part.is_last).await {
+            Err(e) if e.status() == Some(400) && offset > 0 => {
+                // A fileOffset the session does not hold: an earlier attempt of this chunk (or a
+                // part of it) had arrived after all. Ask where the session stands, and send only
+                // what it lacks.
+                let held = self.held(session).await?;
+                match held {
+                    Some(h) if h >= end && !part.is_last => Ok(None),
+                    Some(h) if h > offset && h <= end => {
+                        let rest = part.body.slice(usize::try_from(h - offset).unwrap_or(0)..);
+                        self.send_from(session, h, end, rest, part.is_last).await
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn list_parts(
+        &self,
+        session: &RestSession,
+        plan: &PartPlan,
+    ) -> Result<Vec<ServerPart<Option<SpFile>>>, Error> {
+        let held = match self.client.get_upload_status(&session.file_ref(), &session.upload_id).await {
+            Ok(status) => status.held().ok_or_else(|| Error::MalformedResponse {
+                operation: "GetUploadStatus",
+                detail: format!("ExpectedContentRange {:?} cannot be read", status.expected_content_range),
+            })?,
+            Err(e) if is_rest_session_gone(&e) => {
+                // Finished (the file is there, of this size, changed since the session began):
+                // every part is stored and complete reads the file. Otherwise the session expired
+                // or was cancelled, and the engine starts again.
+                return match self.client.get_file(&session.file_ref()).await {
+                    Ok(file) if session.stored_as(&file) => Ok(plan
+                        .parts()
+                        .map(|p| ServerPart {
+                            number: p.number,
+                            len: p.len,
+                            digests: Digests::default(),
+                            receipt: None,
+                        })
+                        .collect()),
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(plan
+            .parts()
+            .take_while(|p| p.end() <= held)
+            .map(|p| ServerPart { number: p.number, len: p.len, digests: Digests::default(), receipt: None })
+            .collect())
+    }
+
+    async fn complete(
+        &self,
+        session: &RestSession,
+        parts: &[DonePart<Option<SpFile>>],
+        _whole: &Digests,
+        total_len: u64,
+    ) -> Result<SpFile, Error> {
+        let file = match parts.iter().rev().find_map(|p| p.receipt.clone()) {
+            Some(file) => file,
+            None => {
+                // The answer to FinishUpload was lost: the file tells, if it changed since the
+                // session began. If it did not, the session still holds every byte: finish it.
+                let file = self.client.get_file(&session.file_ref()).await?;
+                if session.stored_as(&file) {
+                    file
+                } else {
+                    let held = self.held(session).await?.unwrap_or(0);
+                    if held != total_len {
+                        return Err(IntegrityError {
+                            what: "bytes held by the upload session".into(),
+                            expected: total_len.to_string(),
+                            actual: held.to_string(),
+                        }
+                        .into());
+                    }
+                    self.client
+                        .finish_upload(&session.file_ref(), &session.upload_id, held, bytes::Bytes::new())
+                        .await?
+                }
+            }
+        };
+        match file.len() {
+            Some(len) if len == total_len => Ok(file),
+            other => Err(IntegrityError {
+                what: "file size".into(),
+                expected: total_len.to_string(),
+                actual: other.map_or("no Length".into(), |l| l.to_string()),
+            }
+            .into()),
+        }
+    }
+
+    fn is_session_gone(&self, error: &Error) -> bool {
+        is_rest_session_gone(error)
+    }
+
+    async fn abort(&self, session: &RestSession) -> Result<(), Error> {
+        self.client.cancel_upload(&session.file_ref(), &session.upload_id).await
+    }
+}
+
+impl RestProtocol {
+    /// Sends `[offset, end)` of the file: StartUpload at 0, FinishUpload for the last chunk
+    /// (after a StartUpload when the file is one chunk), ContinueUpload between. The bytes the
+    /// session reports must be `end`.
+    async fn send_from(
+        &self,
+        session: &RestSession,
+        offset: u64,
+        end: u64,
+        body: bytes::Bytes,
+        is_last: bool,
+    ) -> Result<Option<SpFile>, Error> {
+        let (file, id) = (session.file_ref(), session.upload_id.as_str());
+        let held = match (offset, is_last) {
+            (0, _) => self.client.start_upload(&file, id, body).await?,
+            (_, false) => self.client.continue_upload(&file, id, offset, body).await?,
+            (_, true) => return self.client.finish_upload(&file, id, offset, body).await.map(Some),
+        };
+        if held != end {
+            return Err(Error::MalformedResponse {
+                operation: if offset == 0 { "StartUpload" } else { "ContinueUpload" },
+                detail: format!("the session holds {held} bytes after the chunk ending at {end}"),
+            });
+        }
+        if is_last {
+            return self.client.finish_upload(&file, id, end, bytes::Bytes::new()).await.map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The bytes the session holds (`None` when the answer has no number).
+    async fn held(&self, session: &RestSession) -> Result<Option<u64>, Error> {
+        Ok(self.client.get_upload_status(&session.file_ref(), &session.upload_id).await?.held())
+    }
+}
+
+/// The high-level uploader for SharePoint REST: files and streams to a document library folder,
+/// in chunks (10 MiB by default, up to 250 MB), resumable across processes.
+#[derive(Clone, Debug)]
+pub struct RestUploader {
+    client: RestClient,
+    options: UploadOptions,
+    replace: bool,
+}
+
+impl RestUploader {
+    /// An uploader with the engine's defaults (10 MiB chunks, one at a time); an existing file is
+    /// replaced (its content stays until the last chunk).
+    pub fn new(client: RestClient) -> Self {
+        let options = UploadOptions { retry: client.config().retry.clone(), ..UploadOptions::default() };
+        Self { client, options, replace: true }
+    }
+
+    /// Sets the engine options (chunk size, checkpoint file, progress, cancel).
+    pub fn with_options(mut self, options: UploadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// What happens when the name is taken: `replace` (the default) or `fail` (a typed error
+    /// before any byte is sent).
+    pub fn with_conflict_behavior(mut self, behavior: &str) -> Result<Self, InvalidInput> {
+        self.replace = match behavior {
+            "replace" => true,
+            "fail" => false,
+            other => {
+                return Err(InvalidInput::Config(format!(
+                    "conflict behavior {other:?}: SharePoint REST uploads take fail or replace"
+                )));
+            }
+        };
+        Ok(self)
+    }
+
+    fn protocol(&self, folder: String, name: String) -> RestProtocol {
+        RestProtocol { client: self.client.clone(), folder, name, replace: self.replace }
+    }
+
+    /// An upload of `source` as `name` in `folder` (server-relative, `/sites/x/Shared
+    /// Documents/dir`, or relative to the site, `Shared Documents/dir`): resumed from the
+    /// checkpoint file of the options when it exists, new otherwise. Drive it with `run()` or
+    /// `step(budget)`.
+    pub fn upload(&self, folder: &str, name: &str, source: Source) -> Result<RestUpload, UploadError<Error>> {
+        let invalid = |e: InvalidInput| UploadError::Input(Error::Invalid(e));
+        let folder = folder.trim_end_matches('/');
+        let folder = if folder.starts_with('/') {
+            folder.to_owned()
+        } else {
+            format!("{}/{folder}", self.client.config().site_path())
+        };
+        validate_server_relative(&folder).map_err(invalid)?;
+        validate_name(name).map_err(invalid)?;
+        validate_server_relative(&format!("{folder}/{name}")).map_err(invalid)?;
+        Upload::resume_or_new(self.protocol(folder, name.to_owned()), source, self.options.clone())
+    }
+
+    /// Continues an upload from a stored state (step mode).
+    pub fn resume(&self, source: Source, state: RestUploadState) -> RestUpload {
+        let (folder, name) = state.session.file.rsplit_once('/').unwrap_or(("", &state.session.file));
+        let protocol = self.protocol(folder.to_owned(), name.to_owned());
         Upload::resume(protocol, source, state, self.options.clone())
     }
 }

@@ -4,6 +4,7 @@
 //! * Microsoft Graph v1.0: driveitem-createuploadsession, resources/uploadsession, resources/driveitemuploadableproperties, resources/driveitem, resources/hashes, concepts/errors
 //! * Microsoft identity platform: OAuth 2.0 client credentials grant (token response)
 //! * shared/reference/sharepoint.md sections A1 to A7
+//! * SharePoint REST: SP.File, SP.ContextWebInformation and SP.Utilities.UploadStatus from the SharePoint $metadata; shared/reference/sharepoint.md section B
 
 use serde::{Deserialize, Serialize};
 
@@ -163,4 +164,73 @@ pub struct OAuthError {
     #[doc = "What went wrong (with an AADSTS code)."]
     #[serde(rename = "error_description", default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+}
+
+#[doc = "A file of a SharePoint document library (`SP.File`), as the REST API answers it (in any OData flavour, once unwrapped)."]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpFile {
+    #[doc = "The file name."]
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[doc = "The path from the host, `/sites/x/Shared Documents/dir/a.bin`."]
+    #[serde(rename = "ServerRelativeUrl", default, skip_serializing_if = "Option::is_none")]
+    pub server_relative_url: Option<String>,
+    #[doc = "The file's GUID (for `GetFileById`)."]
+    #[serde(rename = "UniqueId", default, skip_serializing_if = "Option::is_none")]
+    pub unique_id: Option<String>,
+    #[doc = "The size in bytes (an Int64 sent as a JSON string)."]
+    #[serde(rename = "Length", default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<String>,
+    #[doc = "The version tag, `\"{GUID},N\"`."]
+    #[serde(rename = "ETag", default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    #[doc = "When the file was created (ISO 8601, UTC)."]
+    #[serde(rename = "TimeCreated", default, skip_serializing_if = "Option::is_none")]
+    pub time_created: Option<String>,
+    #[doc = "When the content last changed (ISO 8601, UTC)."]
+    #[serde(rename = "TimeLastModified", default, skip_serializing_if = "Option::is_none")]
+    pub time_last_modified: Option<String>,
+    #[doc = "The major version."]
+    #[serde(rename = "MajorVersion", default, skip_serializing_if = "Option::is_none")]
+    pub major_version: Option<u32>,
+    #[doc = "The version as shown, `1.0`."]
+    #[serde(rename = "UIVersionLabel", default, skip_serializing_if = "Option::is_none")]
+    pub ui_version_label: Option<String>,
+    #[doc = "Whether the file exists."]
+    #[serde(rename = "Exists", default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+}
+
+#[doc = "The answer of `POST /_api/contextinfo`: the form digest for cookie-authenticated POSTs."]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextWebInformation {
+    #[doc = "The digest, sent as `X-RequestDigest`."]
+    #[serde(rename = "FormDigestValue", default, skip_serializing_if = "Option::is_none")]
+    pub form_digest_value: Option<String>,
+    #[doc = "How long the digest stays valid."]
+    #[serde(rename = "FormDigestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub form_digest_timeout_seconds: Option<u64>,
+    #[doc = "The web's absolute URL."]
+    #[serde(rename = "WebFullUrl", default, skip_serializing_if = "Option::is_none")]
+    pub web_full_url: Option<String>,
+    #[doc = "The site collection's absolute URL."]
+    #[serde(rename = "SiteFullUrl", default, skip_serializing_if = "Option::is_none")]
+    pub site_full_url: Option<String>,
+    #[doc = "The server's version."]
+    #[serde(rename = "LibraryVersion", default, skip_serializing_if = "Option::is_none")]
+    pub library_version: Option<String>,
+}
+
+#[doc = "`SP.Utilities.UploadStatus`: where a chunked upload session stands."]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    #[doc = "The offset the next `ContinueUpload` uses (the bytes held), as a string."]
+    #[serde(rename = "ExpectedContentRange", default, skip_serializing_if = "Option::is_none")]
+    pub expected_content_range: Option<String>,
+    #[doc = "When the session expires."]
+    #[serde(rename = "ExpirationDateTime", default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date_time: Option<String>,
+    #[doc = "The session's GUID."]
+    #[serde(rename = "UploadId", default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
