@@ -1,10 +1,17 @@
 //! # sharepoint-resumable
 //!
-//! Resumable uploads to OneDrive and SharePoint document libraries through Microsoft Graph upload
-//! sessions, for backends whose requests are cut after 20–30 s: every call of the upload-session
-//! family with Graph's names, client-credentials tokens, a sequential uploader that resumes
-//! across processes (the upload URL is kept in an owner-only checkpoint) and checks the file's
-//! QuickXorHash, step mode, and (feature `emulator`) an in-process Graph server for tests.
+//! Resumable uploads to OneDrive and SharePoint document libraries, for backends whose requests
+//! are cut after 20–30 s, through both APIs that take large files:
+//!
+//! * **Microsoft Graph upload sessions**: every call of the upload-session family with Graph's
+//!   names, client-credentials tokens, a sequential uploader that resumes across processes (the
+//!   upload URL is kept in an owner-only checkpoint) and checks the file's QuickXorHash;
+//! * **SharePoint REST chunked uploads** (`StartUpload`, `ContinueUpload`, `FinishUpload` on a
+//!   file of a document library), for sites reached without Graph, with a bearer token or
+//!   cookies and form digests, resumed from `GetUploadStatus`;
+//!
+//! with step mode for both, and (feature `emulator`) an in-process Graph and SharePoint server
+//! for tests.
 //!
 //! ## Getting started
 //!
@@ -47,18 +54,40 @@
 //! # }
 //! ```
 //!
+//! SharePoint REST, for a site URL and a folder of one of its libraries:
+//!
+//! ```no_run
+//! use sharepoint_resumable::{RestClient, RestConfig, RestUploader, Source, UploadOptions};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // SHAREPOINT_SITE_URL, and SHAREPOINT_ACCESS_TOKEN (or SHAREPOINT_COOKIE, or AZURE_*).
+//! let client = RestClient::new(RestConfig::from_env()?)?;
+//! let uploader = RestUploader::new(client).with_conflict_behavior("fail")?.with_options(UploadOptions {
+//!     checkpoint: Some("video.mp4.upload.json".into()),
+//!     ..UploadOptions::default()
+//! });
+//! let mut upload = uploader.upload("Shared Documents/Videos", "video.mp4", Source::file("video.mp4")?)?;
+//! let done = upload.run().await?;
+//! println!("{:?} stored, {:?} bytes", done.output.server_relative_url, done.output.len());
+//! # Ok(()) }
+//! ```
+//!
 //! ## Crate organization
 //!
 //! The four vendor crates of this project share one skeleton:
 //!
-//! * [`config`]: [`Config`]: the Graph and identity-platform URLs and authentication.
+//! * [`config`]: [`Config`]: the Graph and identity-platform URLs and authentication;
+//!   [`RestConfig`]: a SharePoint site and how REST calls authenticate.
 //! * [`auth`]: where the bearer token comes from (in the place of `signing`).
 //! * [`types`]: the wire models (generated from `specs/sharepoint`).
 //! * [`error`]: [`Error`] and the [`ServiceError`] read from both error envelopes.
 //! * [`client`]: [`Client`]: createUploadSession (by path, by parent and name, by id; for a drive,
 //!   `/me/drive`, a site, a group or a user), fragments, session status, cancel, commit, get item.
-//! * [`uploader`]: [`Uploader`], Graph's protocol on the shared engine (`upload-core`).
-//! * `emulator` (feature `emulator`): the in-process Graph server.
+//! * [`rest`]: [`RestClient`]: the SharePoint REST calls (`Files/add`, `AddUsingPath`, the chunk
+//!   calls, `GetUploadStatus`, `contextinfo`).
+//! * [`uploader`]: [`Uploader`] and [`RestUploader`], both protocols on the shared engine
+//!   (`upload-core`).
+//! * `emulator` (feature `emulator`): the in-process Graph and SharePoint server.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -452,6 +452,16 @@ pub struct RestProtocol {
 }
 
 impl RestProtocol {
+    /// The protocol for `name` in `folder` (server-relative, or relative to the site), replacing
+    /// an existing file.
+    pub fn new(client: RestClient, folder: &str, name: &str) -> Result<Self, InvalidInput> {
+        let folder = server_relative_folder(&client, folder);
+        validate_server_relative(&folder)?;
+        validate_name(name)?;
+        validate_server_relative(&format!("{folder}/{name}"))?;
+        Ok(Self { client, folder, name: name.to_owned(), replace: true })
+    }
+
     fn path(&self) -> String {
         format!("{}/{}", self.folder, self.name)
     }
@@ -650,6 +660,12 @@ impl RestProtocol {
     }
 }
 
+/// A folder as the server names it: `/sites/x/Shared Documents/dir` for `Shared Documents/dir`.
+fn server_relative_folder(client: &RestClient, folder: &str) -> String {
+    let folder = folder.trim_end_matches('/');
+    if folder.starts_with('/') { folder.to_owned() } else { format!("{}/{folder}", client.config().site_path()) }
+}
+
 /// The high-level uploader for SharePoint REST: files and streams to a document library folder,
 /// in chunks (10 MiB by default, up to 250 MB), resumable across processes.
 #[derive(Clone, Debug)]
@@ -697,17 +713,10 @@ impl RestUploader {
     /// checkpoint file of the options when it exists, new otherwise. Drive it with `run()` or
     /// `step(budget)`.
     pub fn upload(&self, folder: &str, name: &str, source: Source) -> Result<RestUpload, UploadError<Error>> {
-        let invalid = |e: InvalidInput| UploadError::Input(Error::Invalid(e));
-        let folder = folder.trim_end_matches('/');
-        let folder = if folder.starts_with('/') {
-            folder.to_owned()
-        } else {
-            format!("{}/{folder}", self.client.config().site_path())
-        };
-        validate_server_relative(&folder).map_err(invalid)?;
-        validate_name(name).map_err(invalid)?;
-        validate_server_relative(&format!("{folder}/{name}")).map_err(invalid)?;
-        Upload::resume_or_new(self.protocol(folder, name.to_owned()), source, self.options.clone())
+        let mut protocol =
+            RestProtocol::new(self.client.clone(), folder, name).map_err(|e| UploadError::Input(Error::Invalid(e)))?;
+        protocol.replace = self.replace;
+        Upload::resume_or_new(protocol, source, self.options.clone())
     }
 
     /// Continues an upload from a stored state (step mode).
