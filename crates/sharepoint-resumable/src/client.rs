@@ -158,12 +158,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `Retry-After`: seconds (possibly fractional, as Graph sends them) or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = header_str(headers, "retry-after")?;
     v.trim()
         .parse::<f64>()

@@ -17,11 +17,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use upload_core::Secret;
 use upload_core::token::{Granted, TokenCache};
 
 use crate::auth::Tokens;
+use crate::client::{header_str, retry_after};
 use crate::config::{RestAuth, RestConfig};
 use crate::error::{Error, InvalidInput, RestServiceError, rest_codes};
 use crate::types::{ContextWebInformation, SpFile, UploadStatus};
@@ -199,21 +200,10 @@ impl std::fmt::Debug for RestClient {
     }
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 async fn rest_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers();
-    let wait = header_str(headers, "retry-after").and_then(|v| {
-        v.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(3600.0)))
-            .or_else(|| upload_core::retry::parse_retry_after(v, SystemTime::now()))
-    });
+    let wait = retry_after(headers);
     let request_id =
         header_str(headers, "sprequestguid").or_else(|| header_str(headers, "request-id")).map(str::to_owned);
     let bytes = response.bytes().await.unwrap_or_default();

@@ -46,6 +46,15 @@ pub fn rules() -> PartRules {
     }
 }
 
+/// Both APIs report the bytes they hold, not parts: every part that ends at or before `held`
+/// is stored.
+fn held_below<R>(plan: &PartPlan, held: u64) -> Vec<ServerPart<Option<R>>> {
+    plan.parts()
+        .take_while(|p| p.end() <= held)
+        .map(|p| ServerPart { number: p.number, len: p.len, digests: Digests::default(), receipt: None })
+        .collect()
+}
+
 /// A Graph upload session, as the checkpoint keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphSession {
@@ -211,15 +220,7 @@ impl Protocol for GraphProtocol {
             // expired or cancelled (the engine starts a new one).
             Err(e) if e.code() == Some(&ErrorCode::ItemNotFound) => {
                 return match self.client.get_item(&session.drive, &session.item).await {
-                    Ok(item) if session.stored_as(&item) => Ok(plan
-                        .parts()
-                        .map(|p| ServerPart {
-                            number: p.number,
-                            len: p.len,
-                            digests: Digests::default(),
-                            receipt: None,
-                        })
-                        .collect()),
+                    Ok(item) if session.stored_as(&item) => Ok(held_below(plan, u64::MAX)),
                     _ => Err(e),
                 };
             }
@@ -231,11 +232,7 @@ impl Protocol for GraphProtocol {
         })?;
         // Graph reports what it lacks, not parts: every fragment that ends before the first
         // missing byte is stored.
-        Ok(plan
-            .parts()
-            .take_while(|p| p.end() <= received)
-            .map(|p| ServerPart { number: p.number, len: p.len, digests: Digests::default(), receipt: None })
-            .collect())
+        Ok(held_below(plan, received))
     }
 
     async fn complete(
@@ -418,6 +415,10 @@ pub struct RestSession {
     pub created_stub: bool,
     /// When the session began (RFC 3339): a file changed before it is not this upload's.
     pub created_at: String,
+    /// The file's `ETag` when the session began: FinishUpload makes a new version, so a file
+    /// still carrying it was not finished by this upload (no clocks compared).
+    #[serde(default)]
+    pub etag_before: Option<String>,
 }
 
 impl RestSession {
@@ -425,8 +426,12 @@ impl RestSession {
         FileRef::Path(self.file.clone())
     }
 
-    /// Whether `file` is what this session stored: its size, changed since the session began.
+    /// Whether `file` is what this session stored: its size, and a version newer than the one
+    /// the session began with (by `ETag`; by time when the server sent none).
     fn stored_as(&self, file: &SpFile) -> bool {
+        if let (Some(before), Some(now)) = (&self.etag_before, &file.e_tag) {
+            return file.len() == Some(self.file_size) && before != now;
+        }
         let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
         let newer = match (file.time_last_modified.as_deref().and_then(parse), parse(&self.created_at)) {
             (Some(m), Some(c)) => m + chrono::Duration::seconds(1) >= c,
@@ -489,16 +494,16 @@ impl Protocol for RestProtocol {
         let path = self.path();
         // The file must exist for StartUpload. An existing one keeps its content until
         // FinishUpload; a new one is created empty (and deleted again if the upload is cancelled).
-        let created_stub = match self.client.get_file(&FileRef::Path(path.clone())).await {
+        let existing = |e: &Error| e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS));
+        let (created_stub, before) = match self.client.get_file(&FileRef::Path(path.clone())).await {
             Ok(_) if !self.replace => return Err(InvalidInput::Exists { path }.into()),
-            Ok(_) => false,
+            Ok(file) => (false, file),
             Err(e) if e.status() == Some(404) => {
                 match self.client.add_using_path(&self.folder, &self.name, false, bytes::Bytes::new()).await {
-                    Ok(_) => true,
-                    Err(e) if e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS)) && !self.replace => {
-                        return Err(InvalidInput::Exists { path }.into());
-                    }
-                    Err(e) if e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS)) => false,
+                    Ok(file) => (true, file),
+                    Err(e) if existing(&e) && !self.replace => return Err(InvalidInput::Exists { path }.into()),
+                    // Made by someone else in between: replaced like any existing file.
+                    Err(e) if existing(&e) => (false, self.client.get_file(&FileRef::Path(path.clone())).await?),
                     Err(e) => return Err(e),
                 }
             }
@@ -511,6 +516,7 @@ impl Protocol for RestProtocol {
                 file_size: total_len.unwrap_or(0),
                 created_stub,
                 created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                etag_before: before.e_tag,
             },
             part_size: None,
         })
@@ -552,25 +558,13 @@ impl Protocol for RestProtocol {
                 // every part is stored and complete reads the file. Otherwise the session expired
                 // or was cancelled, and the engine starts again.
                 return match self.client.get_file(&session.file_ref()).await {
-                    Ok(file) if session.stored_as(&file) => Ok(plan
-                        .parts()
-                        .map(|p| ServerPart {
-                            number: p.number,
-                            len: p.len,
-                            digests: Digests::default(),
-                            receipt: None,
-                        })
-                        .collect()),
+                    Ok(file) if session.stored_as(&file) => Ok(held_below(plan, u64::MAX)),
                     _ => Err(e),
                 };
             }
             Err(e) => return Err(e),
         };
-        Ok(plan
-            .parts()
-            .take_while(|p| p.end() <= held)
-            .map(|p| ServerPart { number: p.number, len: p.len, digests: Digests::default(), receipt: None })
-            .collect())
+        Ok(held_below(plan, held))
     }
 
     async fn complete(
