@@ -110,6 +110,28 @@ pub struct World {
     pub aborts: u32,
     pub calls: u32,
     pub rng: u64,
+    /// Part uploads running now, and the most that ever ran at once.
+    pub in_flight: u32,
+    pub max_in_flight: u32,
+}
+
+/// Counts a part upload as running until dropped.
+struct Running(Fake);
+
+impl Running {
+    fn start(fake: &Fake) -> Self {
+        let mut w = fake.world();
+        w.in_flight += 1;
+        w.max_in_flight = w.max_in_flight.max(w.in_flight);
+        drop(w);
+        Running(fake.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.world().in_flight -= 1;
+    }
 }
 
 /// The finished object.
@@ -184,6 +206,7 @@ impl Protocol for Fake {
     }
 
     async fn upload_part(&self, session: &String, part: PartUpload) -> Result<Receipt, FakeError> {
+        let _running = Running::start(self);
         let number = part.spec.number;
         let attempt = {
             let mut w = self.world();

@@ -340,6 +340,23 @@ async fn sequential_vendor_gets_parts_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_vendor_has_one_part_in_flight_while_the_next_is_read() {
+    let part = 128 * KIB;
+    let data = Bytes::from(pattern(8 * part as usize, 12));
+    let mut config = Config::new(PartRules { sequential: true, ..rules(part) });
+    config.part_latency = Duration::from_millis(40);
+    config.whole_hashes = Hashes::SHA1;
+    let fake = Fake::new(config);
+    let opts = UploadOptions { concurrency: 4, part_size: PartSize::Exact(part), ..options() };
+    let done = Upload::new(fake.clone(), Source::bytes(data.clone()), opts).run().await.unwrap();
+    assert_eq!(stored_object(&fake), data);
+    assert_eq!(fake.world().max_in_flight, 1, "one part at a time");
+    // The next part was read (and hashed) while one was on the wire: two parts buffered, never
+    // more.
+    assert_eq!(done.report.peak_buffered, 2 * part, "{:?}", done.report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_of_unknown_length_including_edge_lengths() {
     for len in [0usize, 1, 128 * KIB as usize, 3 * 128 * KIB as usize, 1_000_003] {
         let data = pattern(len, len as u64);

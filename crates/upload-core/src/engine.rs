@@ -769,7 +769,7 @@ impl<P: Protocol> Upload<P> {
         };
 
         let mut index = 0u32;
-        'reading: loop {
+        loop {
             while let Some(done) = tasks.try_join_next() {
                 self.finish_task(done, &mut failure, last_save);
             }
@@ -823,29 +823,21 @@ impl<P: Protocol> Upload<P> {
                     break;
                 }
             }
-            // Wait for a free slot, storing finished parts meanwhile.
-            let permit: OwnedSemaphorePermit = loop {
-                if let Ok(p) = slots.clone().try_acquire_owned() {
-                    break p;
-                }
-                match next_finished(&mut tasks, deadline, &cancel).await {
-                    Wait::Joined(Some(j)) => {
-                        self.finish_task(j, &mut failure, last_save);
-                        if failure.is_some() {
-                            break 'reading;
-                        }
-                    }
-                    Wait::Joined(None) => {}
-                    Wait::Deadline => {
+            // Wait for a free slot, storing finished parts meanwhile. A sequential protocol reads
+            // (and hashes) its next part while the one in flight is sent, so the server is never
+            // idle for the read: it holds two parts instead of one.
+            let read_ahead = rules.sequential;
+            let mut permit: Option<OwnedSemaphorePermit> = None;
+            if !read_ahead {
+                match self.free_slot(&slots, &mut tasks, deadline, &cancel, &mut failure, last_save).await {
+                    Slot::Free(p) => permit = Some(p),
+                    Slot::Stopped => {
                         stopped = true;
-                        break 'reading;
+                        break;
                     }
-                    Wait::Cancelled => {
-                        failure = Some(UploadError::Cancelled);
-                        break 'reading;
-                    }
+                    Slot::Failed => break,
                 }
-            };
+            }
 
             // Read in this stage when the bytes must pass through it in order.
             let in_order = needs_hash || needs_crc || is_stream || self.carry.contains_key(&spec.index);
@@ -872,6 +864,17 @@ impl<P: Protocol> Upload<P> {
                 // A stream cannot be read twice: keep the bytes until the part is stored.
                 self.carry.insert(spec.index, b.bytes.clone());
             }
+            let permit = match permit {
+                Some(p) => p,
+                None => match self.free_slot(&slots, &mut tasks, deadline, &cancel, &mut failure, last_save).await {
+                    Slot::Free(p) => p,
+                    Slot::Stopped => {
+                        stopped = true;
+                        break;
+                    }
+                    Slot::Failed => break,
+                },
+            };
             let total_len = self.state.as_ref().and_then(|s| s.plan.total_len);
             let job = PartJob {
                 protocol: self.protocol.clone(),
@@ -918,6 +921,37 @@ impl<P: Protocol> Upload<P> {
             return Ok(false);
         }
         Ok(self.state.as_ref().is_some_and(|s| s.all_parts_done()))
+    }
+
+    /// Waits for a free slot among the parts in flight, storing the ones that finish meanwhile.
+    async fn free_slot(
+        &mut self,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<TaskOutput<P::Receipt, P::Error>>,
+        deadline: Option<Instant>,
+        cancel: &CancellationToken,
+        failure: &mut Option<Error<P>>,
+        last_save: &mut Instant,
+    ) -> Slot {
+        loop {
+            if let Ok(p) = slots.clone().try_acquire_owned() {
+                return Slot::Free(p);
+            }
+            match next_finished(tasks, deadline, cancel).await {
+                Wait::Joined(Some(j)) => {
+                    self.finish_task(j, failure, last_save);
+                    if failure.is_some() {
+                        return Slot::Failed;
+                    }
+                }
+                Wait::Joined(None) => {}
+                Wait::Deadline => return Slot::Stopped,
+                Wait::Cancelled => {
+                    *failure = Some(UploadError::Cancelled);
+                    return Slot::Failed;
+                }
+            }
+        }
     }
 
     /// Reads a part in order, updates the whole-file hashes, and checks a part the server already
@@ -1109,6 +1143,16 @@ impl<P: Protocol> Upload<P> {
 }
 
 /// What ended a wait for a part task.
+/// What waiting for a slot ended with.
+enum Slot {
+    /// A slot for the next part.
+    Free(OwnedSemaphorePermit),
+    /// The deadline came first.
+    Stopped,
+    /// A part failed, or the upload was cancelled (`failure` says which).
+    Failed,
+}
+
 enum Wait<T> {
     Joined(Option<Result<T, tokio::task::JoinError>>),
     Deadline,
