@@ -1,12 +1,15 @@
 //! `cargo xtask bench`: measurements, side by side in one run, never assertions.
 //!
 //! 1. Hash throughput: every hash the vendors need, on one buffer.
-//! 2. Per vendor (OSS, QingStor, Box; `--skip-oss`, `--skip-qingstor`, `--skip-box`): a generated file (1 GiB by
+//! 2. Per vendor (OSS, QingStor, Box, Graph; `--skip-oss`, `--skip-qingstor`, `--skip-box`, `--skip-graph`): a
+//!    generated file (1 GiB by
 //!    default, `--size MIB`) uploaded to the vendor's emulator running as its own process, by our
 //!    uploader and by the official Python SDK's uploader, runs alternating (ours, theirs, ours, …;
 //!    `--rounds N`, 3 by default), with the CPU of exactly the hashing the vendor needs over the
 //!    same file as the limit (OSS: MD5 and CRC-64 per part; QingStor: MD5 per part and of the
-//!    whole object; Box: SHA-1 per part and of the whole file).
+//!    whole object; Box: SHA-1 per part and of the whole file; Graph: the QuickXorHash of the whole
+//!    file). Graph takes one fragment at a time, so its row runs at concurrency 1 and its memory
+//!    bound is one fragment + 64 MiB.
 //!
 //! The table is printed and written to `target/bench/report.md`.
 
@@ -85,6 +88,8 @@ struct Vendor {
     emulator_args: &'static [&'static str],
     /// The part size in MiB (Box picks its own: 32 MiB for a file of 256 MiB to 4 GiB).
     part_mib: u64,
+    /// Parts in flight at once (1 where the protocol is sequential).
+    concurrency: u64,
 }
 
 const VENDORS: &[Vendor] = &[
@@ -99,6 +104,7 @@ const VENDORS: &[Vendor] = &[
         limit: "MD5 + CRC-64 of every part",
         emulator_args: &["--no-verify-md5", "--discard-bodies"],
         part_mib: 8,
+        concurrency: 4,
     },
     Vendor {
         name: "QingStor",
@@ -117,6 +123,7 @@ const VENDORS: &[Vendor] = &[
         limit: "MD5 of every part + MD5 of the whole object",
         emulator_args: &["--no-verify-md5", "--discard-bodies"],
         part_mib: 8,
+        concurrency: 4,
     },
     Vendor {
         name: "Box",
@@ -130,13 +137,28 @@ const VENDORS: &[Vendor] = &[
         // Throughput, not Box's processing delay: no 202 at commit.
         emulator_args: &["--discard-bodies", "--processing-commits", "0"],
         part_mib: 32,
+        concurrency: 4,
+    },
+    Vendor {
+        name: "Graph",
+        skip_flag: "--skip-graph",
+        package: "sharepoint-resumable",
+        emulator: "sharepoint_emulator",
+        client: "sharepoint_bench_upload",
+        peer_script: "tests/conformance/graph_bench.py",
+        peers: &[("msgraph-core 1.5.2 LargeFileUploadTask (sequential, caller-driven ranges)", &[])],
+        limit: "QuickXorHash of the whole file",
+        emulator_args: &["--discard-bodies"],
+        // Graph's recommended fragment size, a multiple of 320 KiB; fragments go one at a time.
+        part_mib: 10,
+        concurrency: 1,
     },
 ];
 
 fn vendor(root: &Path, args: &[String], v: &Vendor, report: &mut String) -> Result<(), String> {
     let size = arg(args, "--size", 1024) << 20;
     let rounds = arg(args, "--rounds", 3).max(1);
-    let (part_mib, concurrency) = (v.part_mib, 4u64);
+    let (part_mib, concurrency) = (v.part_mib, v.concurrency);
     crate::run_checked(
         crate::cargo().args([
             "build",

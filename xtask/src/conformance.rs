@@ -36,6 +36,18 @@ const SUITES: &[Suite] = &[
         example: "box_emulator",
         script: "tests/conformance/box_conformance.py",
     },
+    Suite {
+        name: "Graph (msgraph-core LargeFileUploadTask)",
+        package: "sharepoint-resumable",
+        example: "sharepoint_emulator",
+        script: "tests/conformance/graph_conformance.py",
+    },
+    Suite {
+        name: "SharePoint REST (Office365-REST-Python-Client)",
+        package: "sharepoint-resumable",
+        example: "sharepoint_emulator",
+        script: "tests/conformance/sharepoint_rest_conformance.py",
+    },
 ];
 
 fn python() -> String {

@@ -76,8 +76,10 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
         box_min: Some(size.clamp(1, box_chunked::CHUNKED_MIN)),
     };
     let emulators = Emulators::start(Provider::All, &options).await.map_err(io)?;
-    ui.line("emulators: OSS, QingStor, Box (API, upload and session hosts, token endpoint) and Graph (Graph host, token endpoint, upload host) on 127.0.0.1");
+    ui.line("emulators: OSS, QingStor, Box (API, upload and session hosts, token endpoint) and Graph with SharePoint REST (Graph host, token endpoint, upload host, SharePoint host) on 127.0.0.1");
 
+    let graph = emulators.graph.as_ref().ok_or_else(|| Failure::new(Exit::Vendor, "no Graph emulator"))?;
+    let rest_config = graph.rest_config().map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?;
     let backends: Vec<(Provider, &str, Backend, Target)> = vec![
         (
             Provider::Oss,
@@ -131,12 +133,22 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
             ),
             Target::Graph { drive: sharepoint_resumable::Drive::Me, path: "demo.bin".into() },
         ),
+        (
+            Provider::Graph,
+            "SharePoint REST",
+            Backend::Rest(
+                sharepoint_resumable::RestClient::new(rest_config)
+                    .map_err(|e| Failure::new(Exit::Vendor, e.to_string()))?,
+            ),
+            // The library is the Graph drive: another name than the Graph upload's.
+            Target::SharePointRest { path: "Shared Documents/demo-rest.bin".into() },
+        ),
     ];
 
     let mut rows = Vec::new();
     for (provider, label, backend, target) in backends {
         let job = Job { file: source.clone(), target, settings: Settings { concurrency: 4, ..Settings::default() } };
-        let checkpoint = dir.join(format!("{label}.upload.json"));
+        let checkpoint = dir.join(format!("{}.upload.json", label.replace(' ', "-")));
         // QingStor's upload is stopped on purpose at 40%, as a crash or a closed laptop would,
         // and resumed from its checkpoint by a new client that asks the server what it holds.
         let interrupt = provider == Provider::Qingstor;
@@ -155,7 +167,9 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
             job::run(&backend, &job, &checkpoint, &ui, label, job::Control::default()).await?
         };
         outcome.checkpoint = None;
-        let verified = match emulators.stored_file(provider, "demo.bin") {
+        let stored_name =
+            if matches!(job.target, Target::SharePointRest { .. }) { "demo-rest.bin" } else { "demo.bin" };
+        let verified = match emulators.stored_file(provider, stored_name) {
             Some(stored) => same_bytes(&source, &stored).map_err(|e| format!("{}: {e}", stored.display())),
             None => Err("no data directory".into()),
         };

@@ -1,4 +1,4 @@
-//! The built-in emulators: OSS, QingStor and Box, in this process.
+//! The built-in emulators: OSS, QingStor, Box, and Graph with SharePoint REST, in this process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +81,7 @@ impl Emulators {
             let config = sharepoint_resumable::emulator::EmulatorConfig {
                 graph_listen: nth(options.listen, 4),
                 upload_listen: nth(options.listen, 5),
+                sharepoint_listen: nth(options.listen, 6),
                 data_dir: dir("graph"),
                 ..Default::default()
             };
@@ -147,6 +148,9 @@ impl Emulators {
                 "me_drive": "drive-1",
                 "site": "site-1",
                 "group": "group-1",
+                "sharepoint_site_url": e.site_url(),
+                "sharepoint_library": "Shared Documents",
+                "sharepoint_cookie": "FedAuth=emulator-cookie",
                 "data_dir": data("graph"),
             }));
         }

@@ -89,6 +89,7 @@ pub(crate) enum Backend {
     QingStor(qingstor_multipart::Client),
     Box(box_chunked::Client),
     Graph(sharepoint_resumable::Client),
+    Rest(sharepoint_resumable::RestClient),
 }
 
 fn config_error(e: impl std::fmt::Display) -> Failure {
@@ -141,6 +142,16 @@ impl Backend {
                 let config = sharepoint_resumable::Config::from_env().map_err(config_error)?;
                 sharepoint_resumable::Client::new(config).map(Backend::Graph).map_err(config_error)
             }
+            Target::SharePointRest { .. } => {
+                let mut config = sharepoint_resumable::RestConfig::from_env().map_err(config_error)?;
+                if let Some(site) = &s.endpoint {
+                    let auth = config.auth.clone();
+                    let login = config.login_url.clone();
+                    config = sharepoint_resumable::RestConfig::new(site, auth).map_err(config_error)?;
+                    config.login_url = login;
+                }
+                sharepoint_resumable::RestClient::new(config).map(Backend::Rest).map_err(config_error)
+            }
         }
     }
 }
@@ -187,6 +198,27 @@ fn graph_class(e: &sharepoint_resumable::Error) -> (bool, Option<String>) {
     let auth = matches!(e, sharepoint_resumable::Error::Auth { .. })
         || e.code() == Some(&sharepoint_resumable::ErrorCode::Unauthenticated);
     (auth, e.code().map(|c| c.to_string()))
+}
+
+fn rest_class(e: &sharepoint_resumable::Error) -> (bool, Option<String>) {
+    use sharepoint_resumable::error::rest_codes;
+    let sp = e.sharepoint();
+    let auth = matches!(e, sharepoint_resumable::Error::Auth { .. })
+        || sp.is_some_and(|s| s.status == 401 || s.is(rest_codes::SECURITY_VALIDATION));
+    (auth, sp.map(|s| s.code.clone()).filter(|c| !c.is_empty()))
+}
+
+fn rest_protocol(
+    c: &sharepoint_resumable::RestClient,
+    target: &Target,
+) -> Result<sharepoint_resumable::uploader::RestProtocol, Failure> {
+    match target {
+        Target::SharePointRest { path } => {
+            let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+            sharepoint_resumable::uploader::RestProtocol::new(c.clone(), folder, name).map_err(config_error)
+        }
+        _ => Err(Failure::new(Exit::BadInput, "not a SharePoint REST target")),
+    }
 }
 
 fn graph_protocol(
@@ -285,6 +317,7 @@ pub(crate) async fn run(
         Backend::QingStor(c) => c.config().retry.clone(),
         Backend::Box(c) => c.config().retry.clone(),
         Backend::Graph(c) => c.config().retry.clone(),
+        Backend::Rest(c) => c.config().retry.clone(),
     };
     let options = UploadOptions {
         part_size: job.settings.part_size.map_or(PartSize::Auto, PartSize::Exact),
@@ -376,6 +409,14 @@ pub(crate) async fn run(
                 |i: &sharepoint_resumable::types::DriveItem| Some(format!("item {}", i.id))
             )
         }
+        (Backend::Rest(client), Target::SharePointRest { path }) => {
+            let uploader = sharepoint_resumable::RestUploader::new(client.clone()).with_options(options);
+            let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+            finish!(uploader.upload(folder, name, source), rest_class, |f: &sharepoint_resumable::types::SpFile| f
+                .unique_id
+                .as_ref()
+                .map(|id| format!("file {id}")))
+        }
         _ => return Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
     outcome.seconds = started.elapsed().as_secs_f64();
@@ -427,6 +468,7 @@ pub(crate) async fn status(
         }
         (Backend::Box(c), target) => held(box_protocol(c, target)?, checkpoint, box_class).await,
         (Backend::Graph(c), target) => held(graph_protocol(c, target)?, checkpoint, graph_class).await,
+        (Backend::Rest(c), target) => held(rest_protocol(c, target)?, checkpoint, rest_class).await,
         _ => Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
 }
@@ -463,6 +505,7 @@ pub(crate) async fn abort(backend: &Backend, job: &Job, checkpoint: &Path) -> Re
         }
         (Backend::Box(c), target) => stop(box_protocol(c, target)?, checkpoint, box_class).await,
         (Backend::Graph(c), target) => stop(graph_protocol(c, target)?, checkpoint, graph_class).await,
+        (Backend::Rest(c), target) => stop(rest_protocol(c, target)?, checkpoint, rest_class).await,
         _ => Err(Failure::new(Exit::BadInput, "the client does not match the target's vendor")),
     }
 }

@@ -1,5 +1,6 @@
-//! `cloud-upload`: resumable, verified uploads of large files to Aliyun OSS, QingStor and Box
-//! from the command line, the built-in emulators, and the demo.
+//! `cloud-upload`: resumable, verified uploads of large files to Aliyun OSS, QingStor, Box,
+//! OneDrive and SharePoint (Graph and SharePoint REST) from the command line, the built-in
+//! emulators, and the demo.
 //!
 //! Exit codes: 0 done; 2 bad input; 3 credentials refused; 4 stopped in a resumable state (the
 //! checkpoint path is printed); 5 the vendor refused (its code is printed); 1 anything else.
@@ -25,7 +26,7 @@ use crate::job::{Backend, Exit, Failure, Job, Settings};
 #[command(
     name = "cloud-upload",
     version,
-    about = "Resumable, verified uploads of large files to OSS, QingStor and Box"
+    about = "Resumable, verified uploads of large files to OSS, QingStor, Box, OneDrive and SharePoint"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +37,8 @@ struct Cli {
 enum Command {
     /// Uploads FILE to TARGET: oss://bucket/key, qingstor://bucket/key,
     /// box://folder/FOLDER_ID/NAME, box://file/FILE_ID (a new version), graph://me/PATH,
-    /// graph://drive/ID/PATH, graph://site/ID/PATH or graph://group/ID/PATH.
+    /// graph://drive/ID/PATH, graph://site/ID/PATH, graph://group/ID/PATH, or
+    /// sharepoint-rest://LIBRARY/PATH (relative to SHAREPOINT_SITE_URL or --endpoint).
     Put {
         file: PathBuf,
         target: String,
@@ -100,7 +102,8 @@ struct PutOptions {
     /// Parts in flight.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Endpoint, such as oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000.
+    /// Endpoint, such as oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000 (for
+    /// sharepoint-rest://, the site URL).
     #[arg(long)]
     endpoint: Option<String>,
     /// OSS region (V4 signing).

@@ -18,6 +18,9 @@ pub(crate) enum Target {
     /// `graph://drive/<id>/<path>`, `graph://site/<id>/<path>`, `graph://group/<id>/<path>`,
     /// `graph://me/<path>`.
     Graph { drive: sharepoint_resumable::Drive, path: String },
+    /// `sharepoint-rest://<library>/<folders>/<name>`: a path relative to the site of
+    /// `SHAREPOINT_SITE_URL` (or `--endpoint`), through SharePoint REST.
+    SharePointRest { path: String },
 }
 
 impl fmt::Display for Target {
@@ -34,6 +37,7 @@ impl fmt::Display for Target {
                 sharepoint_resumable::Drive::User(id) => write!(f, "graph://user/{id}/{path}"),
                 sharepoint_resumable::Drive::Me => write!(f, "graph://me/{path}"),
             },
+            Target::SharePointRest { path } => write!(f, "sharepoint-rest://{path}"),
         }
     }
 }
@@ -46,6 +50,7 @@ impl Target {
             Target::QingStor { .. } => "QingStor",
             Target::BoxFolder { .. } | Target::BoxFile { .. } => "Box",
             Target::Graph { .. } => "Graph",
+            Target::SharePointRest { .. } => "SharePoint REST",
         }
     }
 }
@@ -101,9 +106,12 @@ pub(crate) fn parse(text: &str) -> Result<Target, String> {
             }
             Ok(Target::Graph { drive, path })
         }
-        "sharepoint-rest" => Err(format!(
-            "{text:?}: SharePoint REST targets come with the sharepoint-resumable crate's REST part, not yet here"
-        )),
+        "sharepoint-rest" => match rest.trim_matches('/').rsplit_once('/') {
+            Some((folder, name)) if !folder.is_empty() && !name.is_empty() => {
+                Ok(Target::SharePointRest { path: rest.trim_matches('/').to_owned() })
+            }
+            _ => Err(format!("{text:?}: expected sharepoint-rest://<library>/<path> (relative to the site)")),
+        },
         other => Err(format!("{text:?}: unknown scheme {other:?}; {FORMS}")),
     }
 }
@@ -121,7 +129,7 @@ pub(crate) fn parse_bucket(text: &str) -> Result<(String, String, String), Strin
     Ok((scheme.to_owned(), bucket.to_owned(), prefix.to_owned()))
 }
 
-const FORMS: &str = "targets are oss://bucket/key, qingstor://bucket/key, box://folder/<folder-id>/<name>, box://file/<file-id>, graph://drive/<id>/<path>, graph://site/<id>/<path>, graph://group/<id>/<path>, graph://me/<path>";
+const FORMS: &str = "targets are oss://bucket/key, qingstor://bucket/key, box://folder/<folder-id>/<name>, box://file/<file-id>, graph://drive/<id>/<path>, graph://site/<id>/<path>, graph://group/<id>/<path>, graph://me/<path>, sharepoint-rest://<library>/<path>";
 
 #[cfg(test)]
 mod tests {
@@ -140,7 +148,12 @@ mod tests {
             assert_eq!(parse(text).unwrap().to_string(), text);
         }
         assert!(parse("graph://site/only").is_err());
-        assert!(parse("sharepoint-rest://x/y").unwrap_err().contains("not yet"));
+        assert_eq!(
+            parse("sharepoint-rest://Shared Documents/dir/a b.bin").unwrap(),
+            Target::SharePointRest { path: "Shared Documents/dir/a b.bin".into() }
+        );
+        assert!(parse("sharepoint-rest://just-a-name").is_err());
+        assert_eq!(parse("sharepoint-rest://x/y").unwrap().to_string(), "sharepoint-rest://x/y");
         assert_eq!(parse_bucket("oss://b/p/").unwrap(), ("oss".into(), "b".into(), "p/".into()));
         assert!(parse_bucket("box://folder/0").is_err());
     }

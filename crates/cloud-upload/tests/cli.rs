@@ -142,6 +142,32 @@ fn uploads_to_every_vendor_with_exit_codes_a_script_can_rely_on() {
     assert_eq!(result["parts"].as_u64(), Some(5), "{result}");
     assert_eq!(std::fs::read(dir.join("data/graph/drive-1/docs/up.bin")).unwrap(), bytes);
 
+    // SharePoint REST: the library of the site is the Graph drive; a cookie with form digests.
+    let rest_env = [
+        ("SHAREPOINT_SITE_URL", s(&graph["sharepoint_site_url"])),
+        ("SHAREPOINT_COOKIE", s(&graph["sharepoint_cookie"])),
+    ];
+    let out = put(
+        &dir,
+        &rest_env,
+        &[&file, "sharepoint-rest://Shared Documents/docs/rest up.bin", "--part-size", "4MiB", "--json"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["vendor"].as_str(), Some("SharePoint REST"), "{result}");
+    assert!(result["stored"].as_str().unwrap().starts_with("file "), "{result}");
+    assert_eq!(std::fs::read(dir.join("data/graph/drive-1/docs/rest up.bin")).unwrap(), bytes);
+    let mut stolen = rest_env.clone();
+    stolen[1].1 = "FedAuth=stolen".into();
+    let out = put(
+        &dir,
+        &stolen,
+        &[&file, "sharepoint-rest://Shared Documents/denied.bin", "--checkpoint", dir.join("r.json").to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("stolen"), "{stderr}");
+
     // Exit codes: bad target 2, refused credentials 3.
     let out = put(&dir, &oss_env, &[&file, "s3://bucket/k"]);
     assert_eq!(out.status.code(), Some(2));
@@ -160,7 +186,7 @@ fn the_demo_uploads_interrupts_resumes_and_verifies() {
     let out = Command::new(EXE).args(["demo", "--size", "24MiB", "--keep"]).arg(dir.join("kept")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for vendor in ["| OSS |", "| QingStor |", "| Box |", "| Graph |"] {
+    for vendor in ["| OSS |", "| QingStor |", "| Box |", "| Graph |", "| SharePoint REST |"] {
         let row = stdout.lines().find(|l| l.starts_with(vendor)).unwrap_or_else(|| panic!("{vendor}: {stdout}"));
         assert!(row.ends_with("| yes |"), "{row}");
     }

@@ -1,10 +1,26 @@
-//! An in-process Microsoft Graph server (feature `emulator`) for tests, benchmarks, the CLI and
-//! users' own tests.
+//! An in-process Microsoft Graph and SharePoint server (feature `emulator`) for tests,
+//! benchmarks, the CLI and users' own tests.
 //!
-//! It runs two listeners, as Graph uploads meet two hosts: the Graph host (`…/v1.0`, which also
+//! It runs three listeners. Graph uploads meet two hosts: the Graph host (`…/v1.0`, which also
 //! serves the identity platform's token endpoint `/{tenant}/oauth2/v2.0/token`) and the upload
 //! host, where the opaque, pre-authenticated `uploadUrl` of every session points
-//! (`http://127.0.0.1:<port>/up/<session>?tempauth=<token>`). What makes Graph strict:
+//! (`http://127.0.0.1:<port>/up/<session>?tempauth=<token>`). The third is the SharePoint host
+//! ([`Emulator::sharepoint_url`], the tenant's `https://contoso.sharepoint.com`), serving the
+//! classic REST API's chunked upload (`StartUpload`, `ContinueUpload`, `FinishUpload`,
+//! `CancelUpload`, `GetUploadStatus`), `Files/add`, file metadata and content and `contextinfo`
+//! under `{site}/_api/` for each of [`EmulatorConfig::rest_sites`]. The document library of a
+//! REST site (`{site}/Shared Documents`) is the root of its Graph drive: a file stored through
+//! REST is the item Graph sees, and the other way round. The REST host takes the Graph host's
+//! bearer tokens, or a cookie of [`EmulatorConfig::cookies`] with a form digest; its rules, and
+//! what the emulator decides where SharePoint's behaviour is not documented, are described in
+//! the `rest` module's documentation, reproduced here in short: OData function names and
+//! parameters in any case, `''` quotes, `guid'…'`, parameter aliases; 400 for a wrong
+//! `fileOffset`, 404 for an unknown or expired `uploadId`, 423 while another session holds the
+//! file, 409 for a second chunk in flight, 403 for a cookie request without a live digest, 401
+//! without credentials, 400 for a body over [`EmulatorConfig::rest_max_request`]; answers in
+//! the verbose, minimalmetadata or nometadata flavour `Accept` asks for.
+//!
+//! What makes Graph strict:
 //!
 //! * a bearer token on every Graph call (fixed tokens, and client-credentials tokens that
 //!   expire; 401 `unauthenticated`), and **no** `Authorization` header on the upload URL (401
@@ -65,6 +81,7 @@
 //! # Ok(()) }
 //! ```
 
+mod rest;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -112,6 +129,25 @@ pub enum Operation {
     GetItem,
     /// `GET …/content` (Graph)
     DownloadItem,
+    /// `POST {web}/_api/contextinfo` (SharePoint REST)
+    ContextInfo,
+    /// `POST {folder}/Files/add(…)` or `…/Files/AddUsingPath(…)` (SharePoint REST)
+    AddFile,
+    /// `GET {file}` (SharePoint REST)
+    GetFile,
+    /// `POST {file}/StartUpload(…)` (SharePoint REST); its fault part number is 0
+    StartUpload,
+    /// `POST {file}/ContinueUpload(…)` (SharePoint REST); its fault part number is the number of
+    /// chunks the session accepted before it (1 for the first ContinueUpload)
+    ContinueUpload,
+    /// `POST {file}/FinishUpload(…)` (SharePoint REST); part number as for ContinueUpload
+    FinishUpload,
+    /// `POST {file}/CancelUpload(…)` (SharePoint REST)
+    CancelUpload,
+    /// `GET` or `POST {file}/GetUploadStatus(…)` (SharePoint REST)
+    GetUploadStatus,
+    /// `GET {file}/$value` (SharePoint REST)
+    DownloadFile,
 }
 
 /// A fault: which requests it hits, how often, and what it does. For fragments the part number
@@ -129,8 +165,8 @@ const MAX_FRAGMENT: u64 = 62_914_560;
 /// Who the fixed tokens act as (in the request log).
 const FIXED_TOKEN_USER: &str = "emulator-user";
 
-/// How an emulator starts.
-#[derive(Clone, Debug)]
+/// How an emulator starts. Its `Debug` output leaves out tokens, client secrets and cookies.
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Address of the Graph host and the token endpoint (`127.0.0.1:0` picks a free port).
     pub graph_listen: SocketAddr,
@@ -170,6 +206,52 @@ pub struct EmulatorConfig {
     pub discard_bodies: bool,
     /// Accept an `Authorization` header on upload URLs (the old lenient service); off: 401.
     pub allow_auth_on_upload_url: bool,
+    /// Address of the SharePoint host (the tenant, like `https://contoso.sharepoint.com`), which
+    /// serves the REST API under `{site}/_api/`.
+    pub sharepoint_listen: SocketAddr,
+    /// REST sites: (server-relative site URL, drive id). Each has one document library,
+    /// `{site}/Shared Documents`, whose root is the root of that Graph drive.
+    pub rest_sites: Vec<(String, String)>,
+    /// Session cookies the REST host accepts (`name=value`, matched as one pair of the `Cookie`
+    /// header); a cookie request's POSTs need a form digest from `contextinfo`.
+    pub cookies: Vec<String>,
+    /// How long a form digest from `contextinfo` lives (`FormDigestTimeoutSeconds`).
+    pub digest_lifetime: Duration,
+    /// How long a REST upload session (and its lock on the file) lives after its last chunk.
+    pub rest_session_idle: Duration,
+    /// The largest request body the REST host takes (262,144,000 bytes, 250 MiB).
+    pub rest_max_request: u64,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client_ids: Vec<&str> = self.clients.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("EmulatorConfig")
+            .field("graph_listen", &self.graph_listen)
+            .field("upload_listen", &self.upload_listen)
+            .field("sharepoint_listen", &self.sharepoint_listen)
+            .field("tenant", &self.tenant)
+            .field("clients", &client_ids)
+            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+            .field("token_lifetime", &self.token_lifetime)
+            .field("drives", &self.drives)
+            .field("me_drive", &self.me_drive)
+            .field("sites", &self.sites)
+            .field("groups", &self.groups)
+            .field("default_conflict", &self.default_conflict)
+            .field("strict_alignment", &self.strict_alignment)
+            .field("session_idle", &self.session_idle)
+            .field("session_max", &self.session_max)
+            .field("data_dir", &self.data_dir)
+            .field("discard_bodies", &self.discard_bodies)
+            .field("allow_auth_on_upload_url", &self.allow_auth_on_upload_url)
+            .field("rest_sites", &self.rest_sites)
+            .field("cookies", &format_args!("[{} redacted]", self.cookies.len()))
+            .field("digest_lifetime", &self.digest_lifetime)
+            .field("rest_session_idle", &self.rest_session_idle)
+            .field("rest_max_request", &self.rest_max_request)
+            .finish()
+    }
 }
 
 impl Default for EmulatorConfig {
@@ -193,6 +275,12 @@ impl Default for EmulatorConfig {
             data_dir: None,
             discard_bodies: false,
             allow_auth_on_upload_url: false,
+            sharepoint_listen: local,
+            rest_sites: vec![("/sites/emulator".into(), "drive-1".into())],
+            cookies: vec!["FedAuth=emulator-cookie".into()],
+            digest_lifetime: Duration::from_secs(1800),
+            rest_session_idle: Duration::from_secs(30 * 60),
+            rest_max_request: 262_144_000,
         }
     }
 }
@@ -373,6 +461,8 @@ struct Store {
     issued: HashMap<String, (String, Instant)>,
     faults: Vec<Fault>,
     log: Vec<LoggedRequest>,
+    /// The SharePoint REST host's sessions, digests and stubs.
+    rest: rest::RestState,
 }
 
 impl Store {
@@ -417,10 +507,11 @@ impl Shared {
     }
 }
 
-/// A running emulator. Dropping it stops both listeners.
+/// A running emulator. Dropping it stops its three listeners.
 pub struct Emulator {
     graph: Server,
     upload: Server,
+    sharepoint: Server,
     shared: Arc<Shared>,
 }
 
@@ -429,6 +520,7 @@ impl std::fmt::Debug for Emulator {
         f.debug_struct("Emulator")
             .field("graph", &self.graph.addr())
             .field("upload", &self.upload.addr())
+            .field("sharepoint", &self.sharepoint.addr())
             .finish_non_exhaustive()
     }
 }
@@ -443,6 +535,7 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
         let mut drives: Vec<String> = Vec::new();
         let named = config.drives.iter().chain([&config.me_drive]).chain(config.sites.iter().map(|(_, d)| d));
+        let named = named.chain(config.rest_sites.iter().map(|(_, d)| d));
         for d in named.chain(config.groups.iter().map(|(_, d)| d)) {
             if !drives.contains(d) {
                 drives.push(d.clone());
@@ -464,6 +557,16 @@ impl Emulator {
             handle(shared, Host::Graph, req)
         })
         .await?;
+        let sharepoint_slot = slot.clone();
+        let sharepoint_base: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+        let base_slot = sharepoint_base.clone();
+        let sharepoint = Server::start(config.sharepoint_listen, move |req| {
+            let shared = sharepoint_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let base = base_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            rest::handle(shared, base, req)
+        })
+        .await?;
+        *sharepoint_base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{}", reachable(sharepoint.addr()));
         let mut store = Store::default();
         let now = iso(Utc::now());
         for d in &drives {
@@ -484,7 +587,7 @@ impl Emulator {
         let upload_base = format!("http://{}", reachable(upload.addr()));
         let shared = Arc::new(Shared { config, drives, storage, upload_base, store: Mutex::new(store) });
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-        Ok(Self { graph, upload, shared })
+        Ok(Self { graph, upload, sharepoint, shared })
     }
 
     /// The Graph base, `http://127.0.0.1:<port>/v1.0`.
@@ -503,6 +606,30 @@ impl Emulator {
         self.upload.addr()
     }
 
+    /// The SharePoint host, `http://127.0.0.1:<port>` (the tenant, like
+    /// `https://contoso.sharepoint.com`).
+    pub fn sharepoint_url(&self) -> String {
+        format!("http://{}", reachable(self.sharepoint.addr()))
+    }
+
+    /// The first REST site, `{sharepoint_url}/sites/emulator` by default (the `{web}` of REST
+    /// calls, which go to `{web}/_api/…`).
+    pub fn site_url(&self) -> String {
+        let site = self.shared.config.rest_sites.first().map(|(s, _)| s.as_str()).unwrap_or_default();
+        format!("{}{site}", self.sharepoint_url())
+    }
+
+    /// The first cookie the REST host accepts (`FedAuth=emulator-cookie` by default).
+    pub fn cookie(&self) -> String {
+        self.shared.config.cookies.first().cloned().unwrap_or_default()
+    }
+
+    /// Makes every REST upload session expire now (their bytes dropped, their locks gone):
+    /// later calls with their `uploadId` answer 404.
+    pub fn expire_rest_sessions(&self) {
+        self.shared.store().rest.expire_all();
+    }
+
     /// The first fixed token.
     pub fn token(&self) -> String {
         self.shared.config.tokens.first().cloned().unwrap_or_default()
@@ -518,6 +645,15 @@ impl Emulator {
     pub fn config_with(&self, auth: crate::Auth) -> crate::Config {
         let base = crate::Config::new(auth);
         base.clone().with_urls(&self.graph_url(), &self.login_url()).unwrap_or(base)
+    }
+
+    /// A SharePoint REST client configuration for the first site: its URL, the first fixed
+    /// token as bearer, and this emulator's identity platform.
+    pub fn rest_config(&self) -> Result<crate::RestConfig, crate::InvalidInput> {
+        let auth = crate::RestAuth::Bearer(crate::Auth::Token(upload_core::Secret::new(self.token())));
+        let mut config = crate::RestConfig::new(&self.site_url(), auth)?;
+        config.login_url = self.login_url();
+        Ok(config)
     }
 
     /// Adds a fault.
