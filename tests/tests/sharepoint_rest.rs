@@ -395,3 +395,100 @@ async fn bad_input_is_refused_with_the_rule_it_breaks() {
     let sp = err.vendor_error().and_then(Error::sharepoint).unwrap_or_else(|| panic!("{err}"));
     assert!(sp.is(rest_codes::INVALID_CLIENT_QUERY) && sp.message.contains("too big"), "{sp}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_finish_upload_that_meets_the_finished_session_finds_the_file() {
+    let emu = emulator().await;
+    // FinishUpload is done but its answer is lost; the look at the session fails for a moment,
+    // so the chunk is sent again and meets a session that ended with the upload.
+    emu.inject(Fault {
+        operation: Some(Operation::FinishUpload),
+        part_number: None,
+        times: 1,
+        action: FaultAction::LoseResponse,
+    });
+    emu.inject(Fault {
+        operation: Some(Operation::GetUploadStatus),
+        part_number: None,
+        times: 1,
+        action: FaultAction::Error {
+            status: 503,
+            code: "-1, Microsoft.SharePoint.SPException".into(),
+            retry_after: None,
+        },
+    });
+    let data = Bytes::from(pattern(3 * MIB as usize + 1, 8));
+    let done = RestUploader::new(bearer(&emu))
+        .with_options(options(MIB))
+        .upload("Shared Documents", "finish-retried.bin", Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", calls(&emu)));
+    assert_eq!(emu.item_content("drive-1", "finish-retried.bin").unwrap(), data);
+    assert_eq!(done.output.len(), Some(data.len() as u64));
+    assert_eq!(count(&emu, Operation::FinishUpload), 2, "{:?}", calls(&emu));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_the_first_chunk_or_after_expiry_removes_the_stub_and_nothing_else() {
+    let emu = emulator().await;
+    let client = bearer(&emu);
+    let data = Bytes::from(pattern(3 * MIB as usize, 9));
+    // A crash between Files/AddUsingPath and StartUpload: no session on the server yet.
+    let mut upload = RestUploader::new(client.clone())
+        .with_options(options(MIB))
+        .upload("Shared Documents", "never-started.bin", Source::bytes(data.clone()))
+        .unwrap();
+    assert!(matches!(upload.step(Duration::ZERO).await.unwrap(), Step::Pending { .. }));
+    assert_eq!(count(&emu, Operation::StartUpload), 0, "{:?}", calls(&emu));
+    assert_eq!(emu.item_content("drive-1", "never-started.bin").as_deref(), Some(&b""[..]));
+    upload.abort().await.unwrap_or_else(|e| panic!("{e}: {:?}", calls(&emu)));
+    assert!(emu.item_content("drive-1", "never-started.bin").is_none(), "{:?}", calls(&emu));
+    // The session expired after some chunks.
+    slow_chunks(&emu, Duration::from_millis(100));
+    let mut upload = RestUploader::new(client.clone())
+        .with_options(options(MIB))
+        .upload("Shared Documents", "expired-abort.bin", Source::bytes(data.clone()))
+        .unwrap();
+    assert!(matches!(upload.step(Duration::from_millis(250)).await.unwrap(), Step::Pending { .. }));
+    emu.expire_rest_sessions();
+    upload.abort().await.unwrap_or_else(|e| panic!("{e}: {:?}", calls(&emu)));
+    assert!(emu.item_content("drive-1", "expired-abort.bin").is_none(), "{:?}", calls(&emu));
+    // A file that was there before keeps its content.
+    let old = Bytes::from_static(b"old content");
+    client.add_using_path(LIBRARY, "kept.bin", false, old.clone()).await.unwrap();
+    let mut upload = RestUploader::new(client.clone())
+        .with_options(options(MIB))
+        .upload("Shared Documents", "kept.bin", Source::bytes(data.clone()))
+        .unwrap();
+    assert!(matches!(upload.step(Duration::ZERO).await.unwrap(), Step::Pending { .. }));
+    upload.abort().await.unwrap();
+    assert_eq!(emu.item_content("drive-1", "kept.bin").unwrap(), old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_conflict_fail_a_new_session_after_expiry_reuses_its_own_empty_file() {
+    let emu = emulator().await;
+    slow_chunks(&emu, Duration::from_millis(100));
+    let data = Bytes::from(pattern(4 * MIB as usize, 10));
+    let uploader = RestUploader::new(bearer(&emu)).with_conflict_behavior("fail").unwrap().with_options(options(MIB));
+    let mut upload = uploader.upload("Shared Documents", "fail-expired.bin", Source::bytes(data.clone())).unwrap();
+    assert!(matches!(upload.step(Duration::from_millis(250)).await.unwrap(), Step::Pending { .. }));
+    let state = upload.into_state().unwrap();
+    emu.expire_rest_sessions();
+    let mut upload = uploader.resume(Source::bytes(data.clone()), state);
+    let done = upload.run().await.unwrap_or_else(|e| panic!("{e}: {:?}", calls(&emu)));
+    assert_eq!(emu.item_content("drive-1", "fail-expired.bin").unwrap(), data);
+    assert_eq!(done.output.len(), Some(data.len() as u64));
+    assert_eq!(count(&emu, Operation::StartUpload), 2, "one new session after the expiry");
+    assert_eq!(count(&emu, Operation::AddFile), 1, "{:?}", calls(&emu));
+    // Someone else's file is still refused.
+    let err = uploader
+        .upload("Shared Documents", "fail-expired.bin", Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err.vendor_error(), Some(Error::Invalid(InvalidInput::Exists { .. }))), "{err}");
+}

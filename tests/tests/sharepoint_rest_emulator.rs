@@ -503,3 +503,36 @@ async fn a_second_chunk_while_one_is_in_flight_is_409() {
     assert_eq!(rest.post(&format!("{f}/FinishUpload(uploadId={u},fileOffset=6)"), "").await.status(), 200);
     assert_eq!(emu.item_content(DRIVE, "busy.bin").unwrap(), "abcdef");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_without_a_length_is_not_read_past_the_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = start(EmulatorConfig { rest_max_request: 64 * 1024, ..EmulatorConfig::default() }).await;
+    let url = reqwest::Url::parse(&emu.site_url()).unwrap();
+    let mut socket =
+        tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port_or_known_default().unwrap())).await.unwrap();
+    let path = format!("{}/_api/{}", url.path(), add("chunked.bin")).replace(' ', "%20");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        url.host_str().unwrap(),
+        emu.token()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // 16 MiB in 64 KiB chunks, far over the limit; the server may stop reading at any time.
+    let chunk = vec![b'x'; 64 * 1024];
+    let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+    let send = async {
+        for _ in 0..256 {
+            socket.write_all(&frame).await?;
+        }
+        socket.write_all(b"0\r\n\r\n").await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), send).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    let logged = emu.requests();
+    let entry = logged.iter().find(|r| r.operation == Some(Operation::AddFile)).unwrap();
+    assert_eq!(entry.status, 400, "{entry:?}");
+    assert!(entry.body_len <= 2 * 64 * 1024, "read {} bytes of a body over the limit", entry.body_len);
+    assert!(emu.item_content(DRIVE, "chunked.bin").is_none());
+}

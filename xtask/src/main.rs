@@ -4,9 +4,9 @@
 //!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, the
 //!   freshness of generated code, and the conformance runs of the official vendor SDKs against
 //!   our emulators (in a Python venv that xtask creates).
-//! * `bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph]`:
-//!   measurements side by side, never assertions;
-//!   the report goes to `target/bench/report.md`.
+//! * `bench [--size MIB] [--rounds N] [--skip-<vendor>] [--skip-scaling] [--write-docs]`:
+//!   measurements side by side, never assertions (see the `bench` module); the report goes to
+//!   `target/bench/report.md`, and with `--write-docs` to `docs/benchmarks.md`.
 //! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
 //!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] | codegen [--check]>"
+                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
             );
             false
         }

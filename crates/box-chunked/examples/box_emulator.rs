@@ -11,7 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 use box_chunked::emulator::{Emulator, EmulatorConfig};
-use tokio::io::AsyncReadExt;
+use box_chunked::upload_core::emulator::{log_stats, serve_stdin};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -43,9 +43,8 @@ async fn main() -> std::io::Result<()> {
         "chunked_min": config.min_chunked,
     });
     println!("{line}");
-    // Serve until whoever started us closes our standard input.
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Serve until whoever started us closes our standard input; `stats` lines are answered.
+    serve_stdin(|| log_stats(&emulator.requests())).await;
     drop(emulator);
     Ok(())
 }

@@ -143,13 +143,11 @@ impl Backend {
                 sharepoint_resumable::Client::new(config).map(Backend::Graph).map_err(config_error)
             }
             Target::SharePointRest { .. } => {
-                let mut config = sharepoint_resumable::RestConfig::from_env().map_err(config_error)?;
-                if let Some(site) = &s.endpoint {
-                    let auth = config.auth.clone();
-                    let login = config.login_url.clone();
-                    config = sharepoint_resumable::RestConfig::new(site, auth).map_err(config_error)?;
-                    config.login_url = login;
+                let config = match &s.endpoint {
+                    Some(site) => sharepoint_resumable::RestConfig::from_env_for_site(site),
+                    None => sharepoint_resumable::RestConfig::from_env(),
                 }
+                .map_err(config_error)?;
                 sharepoint_resumable::RestClient::new(config).map(Backend::Rest).map_err(config_error)
             }
         }

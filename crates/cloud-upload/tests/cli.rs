@@ -157,13 +157,19 @@ fn uploads_to_every_vendor_with_exit_codes_a_script_can_rely_on() {
     assert_eq!(result["vendor"].as_str(), Some("SharePoint REST"), "{result}");
     assert!(result["stored"].as_str().unwrap().starts_with("file "), "{result}");
     assert_eq!(std::fs::read(dir.join("data/graph/drive-1/docs/rest up.bin")).unwrap(), bytes);
-    let mut stolen = rest_env.clone();
-    stolen[1].1 = "FedAuth=stolen".into();
-    let out = put(
-        &dir,
-        &stolen,
-        &[&file, "sharepoint-rest://Shared Documents/denied.bin", "--checkpoint", dir.join("r.json").to_str().unwrap()],
-    );
+    // The site from --endpoint instead of SHAREPOINT_SITE_URL; a cookie SharePoint refuses.
+    let stolen = [("SHAREPOINT_COOKIE", "FedAuth=stolen".to_owned())];
+    let site = s(&graph["sharepoint_site_url"]);
+    let checkpoint = dir.join("r.json");
+    let args = [
+        file.as_str(),
+        "sharepoint-rest://Shared Documents/denied.bin",
+        "--endpoint",
+        &site,
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    let out = put(&dir, &stolen, &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(!stderr.contains("stolen"), "{stderr}");

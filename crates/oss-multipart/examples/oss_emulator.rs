@@ -10,7 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 use oss_multipart::emulator::{Emulator, EmulatorConfig};
-use tokio::io::AsyncReadExt;
+use oss_multipart::upload_core::emulator::{log_stats, serve_stdin};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -37,9 +37,8 @@ async fn main() -> std::io::Result<()> {
         "access_key_secret": access_key_secret,
     });
     println!("{line}");
-    // Serve until whoever started us closes our standard input.
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Serve until whoever started us closes our standard input; `stats` lines are answered.
+    serve_stdin(|| log_stats(&emulator.requests())).await;
     drop(emulator);
     Ok(())
 }

@@ -10,7 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 use qingstor_multipart::emulator::{Emulator, EmulatorConfig};
-use tokio::io::AsyncReadExt;
+use qingstor_multipart::upload_core::emulator::{log_stats, serve_stdin};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -40,9 +40,8 @@ async fn main() -> std::io::Result<()> {
         "secret_access_key": secret_access_key,
     });
     println!("{line}");
-    // Serve until whoever started us closes our standard input.
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Serve until whoever started us closes our standard input; `stats` lines are answered.
+    serve_stdin(|| log_stats(&emulator.requests())).await;
     drop(emulator);
     Ok(())
 }

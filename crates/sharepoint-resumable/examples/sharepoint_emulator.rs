@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value, json};
 use sharepoint_resumable::emulator::{Emulator, EmulatorConfig};
-use tokio::io::AsyncReadExt;
+use sharepoint_resumable::upload_core::emulator::{log_stats, serve_stdin};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -61,9 +61,8 @@ async fn main() -> std::io::Result<()> {
     put("cookie", json!(emulator.cookie()));
     put("rest_max_request", json!(config.rest_max_request));
     println!("{}", Value::Object(line));
-    // Serve until whoever started us closes our standard input.
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Serve until whoever started us closes our standard input; `stats` lines are answered.
+    serve_stdin(|| log_stats(&emulator.requests())).await;
     drop(emulator);
     Ok(())
 }

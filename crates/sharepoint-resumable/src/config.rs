@@ -198,6 +198,14 @@ impl RestConfig {
         Self::from_vars(&std::env::vars().collect())
     }
 
+    /// As [`from_env`](Self::from_env), for this site instead of `SHAREPOINT_SITE_URL` (the
+    /// client credentials' scope is then this site's host).
+    pub fn from_env_for_site(site_url: &str) -> Result<Self, InvalidInput> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        vars.insert("SHAREPOINT_SITE_URL".into(), site_url.to_owned());
+        Self::from_vars(&vars)
+    }
+
     pub(crate) fn from_vars(env: &HashMap<String, String>) -> Result<Self, InvalidInput> {
         let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
         let site = var("SHAREPOINT_SITE_URL").ok_or_else(|| {

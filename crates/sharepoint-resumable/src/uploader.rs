@@ -12,6 +12,8 @@
 //! * Step mode: a web handler loads the state, sends fragments for its time budget, stores the
 //!   state, and answers.
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 use upload_core::size::MIB;
 use upload_core::{
@@ -426,6 +428,11 @@ impl RestSession {
         FileRef::Path(self.file.clone())
     }
 
+    /// Whether `file` is still the empty file this session created (same `ETag`, no bytes).
+    fn is_own_stub(&self, file: &SpFile) -> bool {
+        self.created_stub && file.len() == Some(0) && self.etag_before.is_some() && file.e_tag == self.etag_before
+    }
+
     /// Whether `file` is what this session stored: its size, and a version newer than the one
     /// the session began with (by `ETag`; by time when the server sent none).
     fn stored_as(&self, file: &SpFile) -> bool {
@@ -454,6 +461,9 @@ pub struct RestProtocol {
     folder: String,
     name: String,
     replace: bool,
+    /// The `ETag` of the empty file a gone session had created: the next session reuses it
+    /// (with `fail`, it is not someone else's file).
+    gone_stub: Arc<Mutex<Option<String>>>,
 }
 
 impl RestProtocol {
@@ -464,7 +474,7 @@ impl RestProtocol {
         validate_server_relative(&folder)?;
         validate_name(name)?;
         validate_server_relative(&format!("{folder}/{name}"))?;
-        Ok(Self { client, folder, name: name.to_owned(), replace: true })
+        Ok(Self { client, folder, name: name.to_owned(), replace: true, gone_stub: Arc::default() })
     }
 
     fn path(&self) -> String {
@@ -495,7 +505,10 @@ impl Protocol for RestProtocol {
         // The file must exist for StartUpload. An existing one keeps its content until
         // FinishUpload; a new one is created empty (and deleted again if the upload is cancelled).
         let existing = |e: &Error| e.sharepoint().is_some_and(|s| s.is(rest_codes::ALREADY_EXISTS));
+        let own_stub = self.gone_stub.lock().ok().and_then(|mut g| g.take());
         let (created_stub, before) = match self.client.get_file(&FileRef::Path(path.clone())).await {
+            // The empty file of this upload's previous session (expired or cancelled).
+            Ok(file) if own_stub.is_some() && file.len() == Some(0) && file.e_tag == own_stub => (true, file),
             Ok(_) if !self.replace => return Err(InvalidInput::Exists { path }.into()),
             Ok(file) => (false, file),
             Err(e) if e.status() == Some(404) => {
@@ -539,6 +552,11 @@ impl Protocol for RestProtocol {
                     _ => Err(e),
                 }
             }
+            // The last chunk of an earlier attempt (answer lost, or still in flight when this one
+            // met 409) had finished the upload: the session is gone, and complete checks the file.
+            Err(e) if part.is_last && e.sharepoint().is_some_and(|s| s.is(rest_codes::UPLOAD_SESSION_NOT_FOUND)) => {
+                Ok(None)
+            }
             other => other,
         }
     }
@@ -559,6 +577,14 @@ impl Protocol for RestProtocol {
                 // or was cancelled, and the engine starts again.
                 return match self.client.get_file(&session.file_ref()).await {
                     Ok(file) if session.stored_as(&file) => Ok(held_below(plan, u64::MAX)),
+                    Ok(file) => {
+                        if session.is_own_stub(&file)
+                            && let Ok(mut stub) = self.gone_stub.lock()
+                        {
+                            *stub = file.e_tag;
+                        }
+                        Err(e)
+                    }
                     _ => Err(e),
                 };
             }
@@ -614,7 +640,21 @@ impl Protocol for RestProtocol {
     }
 
     async fn abort(&self, session: &RestSession) -> Result<(), Error> {
-        self.client.cancel_upload(&session.file_ref(), &session.upload_id).await
+        let (file, id) = (session.file_ref(), session.upload_id.as_str());
+        match self.client.cancel_upload(&file, id).await {
+            // Never started (a crash before the first chunk) or expired: nothing to cancel, but
+            // the empty file made for it stays unless a session on it is cancelled.
+            Err(e) if e.sharepoint().is_some_and(|s| s.is(rest_codes::UPLOAD_SESSION_NOT_FOUND)) => {
+                match self.client.get_file(&file).await {
+                    Ok(f) if session.is_own_stub(&f) => {
+                        self.client.start_upload(&file, id, bytes::Bytes::new()).await?;
+                        self.client.cancel_upload(&file, id).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -699,7 +739,7 @@ impl RestUploader {
     }
 
     fn protocol(&self, folder: String, name: String) -> RestProtocol {
-        RestProtocol { client: self.client.clone(), folder, name, replace: self.replace }
+        RestProtocol { client: self.client.clone(), folder, name, replace: self.replace, gone_stub: Arc::default() }
     }
 
     /// An upload of `source` as `name` in `folder` (server-relative, `/sites/x/Shared

@@ -532,6 +532,30 @@ pub fn process_usage() -> (f64, f64, u64) {
     (user as f64 / 100.0, system as f64 / 100.0, hwm_kib * 1024)
 }
 
+/// Serves an emulator process until its standard input closes. Each line `stats` read there is
+/// answered on standard output with one JSON line, `{"requests":N,"body_bytes":B}`: the requests
+/// received so far and the bytes of their bodies (from `stats`), so that a benchmark counts what
+/// every client sent from the server's side, the same way for all.
+pub async fn serve_stdin(stats: impl Fn() -> (u64, u64)) {
+    use std::io::Write as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "stats" {
+            let (requests, body_bytes) = stats();
+            let answer = serde_json::json!({ "requests": requests, "body_bytes": body_bytes });
+            let mut out = std::io::stdout().lock();
+            // A reader that went away is the end of the run, not an error of the server.
+            let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
+        }
+    }
+}
+
+/// What [`serve_stdin`] reports for a request log: its length and the sum of its body lengths.
+pub fn log_stats<Op>(log: &[LoggedRequest<Op>]) -> (u64, u64) {
+    (log.len() as u64, log.iter().map(|r| r.body_len).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

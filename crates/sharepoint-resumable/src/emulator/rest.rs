@@ -91,8 +91,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value as Json, json};
 use upload_core::emulator::{
-    Blob, Dropped, LoggedRequest, Reply, decode_strict, empty, is_unstorable, parse_query, read_body, take_fault,
-    text_headers, unique,
+    Blob, Body, Discarded, Dropped, LoggedRequest, Reply, decode_strict, empty, is_unstorable, parse_query, read_body,
+    take_fault, text_headers, unique,
 };
 use upload_core::hash::{Hashes as HashKinds, QuickXor};
 
@@ -1004,7 +1004,12 @@ pub(super) async fn handle(
     // A body refused anyway is read through without being kept.
     let drain = early.is_some().then_some(HashKinds::NONE);
     let expected = if drain.is_some() { 0 } else { usize::try_from(content_length.unwrap_or(0)).unwrap_or(0) };
-    let body = match read_body(req.into_body(), expected, drain, reset_after).await {
+    let read = match content_length {
+        Some(_) => read_body(req.into_body(), expected, drain, reset_after).await,
+        // A body without a length (chunked) is read only up to the limit.
+        None => read_unannounced(req.into_body(), max, drain.is_none(), reset_after).await,
+    };
+    let body = match read {
         Ok(b) => b,
         Err(got) => {
             entry.body_len = got;
@@ -1049,6 +1054,35 @@ pub(super) async fn handle(
         return Err(Dropped);
     }
     Ok(reply)
+}
+
+/// Reads a body sent without `Content-Length` (chunked), as [`read_body`] does, but never past
+/// `max` bytes: a longer one stops being read there and comes back as a discarded body of more
+/// than `max` bytes, refused by the caller. `keep`: false reads the bytes through.
+async fn read_unannounced(mut body: Incoming, max: u64, keep: bool, reset_after: Option<usize>) -> Result<Body, u64> {
+    use http_body_util::BodyExt;
+    let mut received = bytes::BytesMut::new();
+    let mut got = 0u64;
+    let discarded = |len| Body { bytes: Bytes::new(), discarded: Some(Discarded { len, ..Discarded::default() }) };
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(got) };
+        if let Ok(data) = frame.into_data() {
+            got += data.len() as u64;
+            if got > max {
+                return Ok(discarded(got));
+            }
+            if keep {
+                received.extend_from_slice(&data);
+            }
+        }
+        if reset_after.is_some_and(|n| got >= n as u64) {
+            return Err(got);
+        }
+    }
+    if reset_after.is_some() {
+        return Err(got);
+    }
+    Ok(if keep { Body { bytes: received.freeze(), discarded: None } } else { discarded(got) })
 }
 
 /// Who a request acts as: a bearer token of the Graph host (no digest needed), or a configured
