@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask test | bench | codegen`.
+//! Project automation: `cargo xtask test | conformance | chaos | bench | codegen`.
 //!
 //! * `test`: everything CI runs, in the order that fails fastest: rustfmt check, clippy on all
 //!   targets with warnings denied, the tests of every package, rustdoc with warnings denied, the
@@ -7,11 +7,14 @@
 //! * `bench [--size MIB] [--rounds N] [--skip-<vendor>] [--skip-scaling] [--write-docs]`:
 //!   measurements side by side, never assertions (see the `bench` module); the report goes to
 //!   `target/bench/report.md`, and with `--write-docs` to `docs/benchmarks.md`.
+//! * `chaos [--trials N] [--seed S] [--vendor NAME]`: crash trials (see the `chaos` module);
+//!   `test` runs 3 per vendor.
 //! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
 //!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod chaos;
 mod codegen;
 mod conformance;
 
@@ -78,6 +81,16 @@ fn test() -> bool {
             failed.push("conformance");
         }
     }
+    println!("==> crash trials (reduced: 3 per vendor; `cargo xtask chaos` runs 50)");
+    let started = Instant::now();
+    let trials = ["--trials".to_owned(), "3".to_owned()];
+    match chaos::run(&project_root(), &trials) {
+        Ok(()) => println!("<== crash trials: ok in {:.1}s", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("{e}");
+            failed.push("crash trials");
+        }
+    }
     if failed.is_empty() {
         println!("xtask test: all steps passed");
         true
@@ -108,6 +121,13 @@ fn main() -> ExitCode {
     let ok = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("chaos") => match chaos::run(&project_root(), &args[1..]) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("chaos: {e}");
+                false
+            }
+        },
         Some("conformance") => match conformance::run_all(&project_root()) {
             Ok(()) => true,
             Err(e) => {
@@ -130,7 +150,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | conformance | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
+                "usage: cargo xtask <test | conformance | chaos [--trials N] [--seed S] [--vendor NAME] | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
             );
             false
         }

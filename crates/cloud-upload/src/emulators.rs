@@ -132,6 +132,7 @@ impl Emulators {
                 "client_id": "emulator-client-id",
                 "client_secret": "emulator-client-secret",
                 "enterprise_id": "900",
+                "chunked_min": e.client_config().chunked_min,
                 "folder_id": "0",
                 "data_dir": data("box"),
             }));
@@ -155,6 +156,57 @@ impl Emulators {
             }));
         }
         lines
+    }
+
+    /// Holds every part upload (OSS and QingStor parts, Box parts, Graph fragments, SharePoint
+    /// REST chunks) `delay` before it is answered.
+    pub(crate) fn delay_parts(&self, delay: std::time::Duration) {
+        let times = u32::MAX;
+        if let Some(e) = &self.oss {
+            use oss_multipart::emulator::{Fault, FaultAction, Operation};
+            let operation = Some(Operation::UploadPart);
+            e.inject(Fault { operation, part_number: None, times, action: FaultAction::Delay(delay) });
+        }
+        if let Some(e) = &self.qingstor {
+            use qingstor_multipart::emulator::{Fault, FaultAction, Operation};
+            let operation = Some(Operation::UploadMultipart);
+            e.inject(Fault { operation, part_number: None, times, action: FaultAction::Delay(delay) });
+        }
+        if let Some(e) = &self.boxes {
+            use box_chunked::emulator::{Fault, FaultAction, Operation};
+            let operation = Some(Operation::UploadPart);
+            e.inject(Fault { operation, part_number: None, times, action: FaultAction::Delay(delay) });
+        }
+        if let Some(e) = &self.graph {
+            use sharepoint_resumable::emulator::{Fault, FaultAction, Operation};
+            for op in [
+                Operation::UploadFragment,
+                Operation::StartUpload,
+                Operation::ContinueUpload,
+                Operation::FinishUpload,
+            ] {
+                e.inject(Fault { operation: Some(op), part_number: None, times, action: FaultAction::Delay(delay) });
+            }
+        }
+    }
+
+    /// Requests received by all the emulators, and the bytes of their bodies.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        use upload_core::emulator::log_stats;
+        let mut all = [(0, 0); 4];
+        if let Some(e) = &self.oss {
+            all[0] = log_stats(&e.requests());
+        }
+        if let Some(e) = &self.qingstor {
+            all[1] = log_stats(&e.requests());
+        }
+        if let Some(e) = &self.boxes {
+            all[2] = log_stats(&e.requests());
+        }
+        if let Some(e) = &self.graph {
+            all[3] = log_stats(&e.requests());
+        }
+        all.iter().fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
     }
 
     /// Where a finished object of the demo is stored as a file.

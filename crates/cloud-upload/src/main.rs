@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tokio::io::AsyncReadExt as _;
 use upload_core::CancellationToken;
 
 use crate::job::{Backend, Exit, Failure, Job, Settings};
@@ -81,6 +80,13 @@ enum Command {
         /// Keep finished objects as plain files under this directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Hold every part (fragment, chunk) this many milliseconds before answering, so that a
+        /// test can stop an upload halfway.
+        #[arg(long, default_value_t = 0)]
+        part_delay_ms: u64,
+        /// Box's smallest chunked upload, in bytes (20000000, as Box; lower for small tests).
+        #[arg(long)]
+        box_min: Option<u64>,
     },
     /// Uploads a generated file to every built-in emulator, interrupts one upload and resumes
     /// it, and checks every stored object against the source.
@@ -274,12 +280,7 @@ async fn uploads(bucket: &str, abort: bool, endpoint: Option<String>, zone: Opti
     Ok(())
 }
 
-async fn serve(
-    provider: emulators::Provider,
-    listen: std::net::SocketAddr,
-    data_dir: Option<PathBuf>,
-) -> Result<(), Failure> {
-    let options = emulators::Options { listen, data_dir, box_min: None };
+async fn serve(provider: emulators::Provider, options: emulators::Options, part_delay: Duration) -> Result<(), Failure> {
     let running = emulators::Emulators::start(provider, &options)
         .await
         .map_err(|e| Failure::new(Exit::BadInput, format!("cannot start the emulators: {e}")))?;
@@ -292,15 +293,14 @@ async fn serve(
         }
         let _ = out.flush();
     }
-    // Serve until Ctrl-C or until whoever started us closes our standard input.
-    let stdin_closed = async {
-        let mut sink = [0u8; 4096];
-        let mut stdin = tokio::io::stdin();
-        while stdin.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-    };
+    if !part_delay.is_zero() {
+        running.delay_parts(part_delay);
+    }
+    // Serve until Ctrl-C or until whoever started us closes our standard input; a `stats` line
+    // there is answered with what all the emulators received.
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        () = stdin_closed => {}
+        () = upload_core::emulator::serve_stdin(|| running.stats()) => {}
     }
     drop(running);
     Ok(())
@@ -330,7 +330,10 @@ async fn main_result(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Uploads { bucket, abort, endpoint, zone } => uploads(&bucket, abort, endpoint, zone).await,
-        Command::Emulator { provider, listen, data_dir } => serve(provider, listen, data_dir).await,
+        Command::Emulator { provider, listen, data_dir, part_delay_ms, box_min } => {
+            let options = emulators::Options { listen, data_dir, box_min };
+            serve(provider, options, Duration::from_millis(part_delay_ms)).await
+        }
         Command::Demo { size, keep } => demo::run(parse_size(&size)?, keep).await,
     }
 }
