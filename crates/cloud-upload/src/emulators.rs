@@ -179,12 +179,9 @@ impl Emulators {
         }
         if let Some(e) = &self.graph {
             use sharepoint_resumable::emulator::{Fault, FaultAction, Operation};
-            for op in [
-                Operation::UploadFragment,
-                Operation::StartUpload,
-                Operation::ContinueUpload,
-                Operation::FinishUpload,
-            ] {
+            for op in
+                [Operation::UploadFragment, Operation::StartUpload, Operation::ContinueUpload, Operation::FinishUpload]
+            {
                 e.inject(Fault { operation: Some(op), part_number: None, times, action: FaultAction::Delay(delay) });
             }
         }

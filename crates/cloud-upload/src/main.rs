@@ -280,7 +280,11 @@ async fn uploads(bucket: &str, abort: bool, endpoint: Option<String>, zone: Opti
     Ok(())
 }
 
-async fn serve(provider: emulators::Provider, options: emulators::Options, part_delay: Duration) -> Result<(), Failure> {
+async fn serve(
+    provider: emulators::Provider,
+    options: emulators::Options,
+    part_delay: Duration,
+) -> Result<(), Failure> {
     let running = emulators::Emulators::start(provider, &options)
         .await
         .map_err(|e| Failure::new(Exit::BadInput, format!("cannot start the emulators: {e}")))?;

@@ -1,6 +1,8 @@
 //! The operations layer: one method per Graph call of the upload-session family, stateless,
 //! typed in and out, with Graph's names. The bearer token goes to Graph only: fragments, status,
-//! cancel and commit go to the upload URL, which is its own credential, without it.
+//! cancel and commit go to the upload URL, which is its own credential, without it. The upload
+//! URL goes to Graph in one place only: the body of [`Client::commit_by_source_url`], the
+//! explicit commit, which Graph needs it for; it never goes into logs, errors or `Debug`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -407,6 +409,53 @@ impl Client {
             return Err(service_error(response).await);
         }
         Self::json("commit upload session", response).await
+    }
+
+    /// The explicit commit (Graph's "PUT with `@microsoft.graph.sourceUrl`"): makes the bytes of
+    /// a session the file at `item`'s address, which need not be the address the session was
+    /// created for: `PUT {item}` on Graph with the bearer token and the JSON body
+    /// `{"@microsoft.graph.sourceUrl": upload_url, "name": …, "@microsoft.graph.conflictBehavior": …}`
+    /// (`name` from the address, when it has one; `conflict_behavior` fail, replace or rename,
+    /// left to the session when `None`), with `If-Match` when given (412 `resourceModified` when
+    /// the item changed). It commits a session created with `deferCommit` once every byte is in
+    /// (OneDrive Personal has no `POST` commit), or one whose last fragment found the name taken
+    /// (409 `nameAlreadyExists`: commit it under another name or with `replace`) or the drive
+    /// full (507), which Graph keeps until it expires. 201 for a new item, 200 for a replaced one.
+    ///
+    /// The upload URL is a credential. This is the one call that sends it to Graph (in the body,
+    /// over the Graph connection); it is never put into an error, a log or a `Debug` output.
+    pub async fn commit_by_source_url(
+        &self,
+        drive: &Drive,
+        item: &Item,
+        upload_url: &Secret,
+        conflict_behavior: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<DriveItem, Error> {
+        const OPERATION: &str = "commit upload session by sourceUrl";
+        if let Some(b) = conflict_behavior
+            && !matches!(b, "fail" | "replace" | "rename")
+        {
+            return Err(InvalidInput::Config(format!("conflict behavior {b:?}: fail, replace or rename")).into());
+        }
+        let path = item_path(drive, item)?;
+        let mut doc = serde_json::Map::new();
+        if let Some(name) = item.name() {
+            doc.insert("name".into(), name.into());
+        }
+        if let Some(b) = conflict_behavior {
+            doc.insert("@microsoft.graph.conflictBehavior".into(), b.into());
+        }
+        doc.insert("@microsoft.graph.sourceUrl".into(), upload_url.expose().into());
+        // Only a generic message on failure: serde's own could quote the body.
+        let body = serde_json::to_vec(&doc).map_err(|_| Error::MalformedResponse {
+            operation: OPERATION,
+            detail: "the request body could not be written".into(),
+        })?;
+        let headers: Vec<(&'static str, String)> = if_match.map(|e| ("if-match", e.to_owned())).into_iter().collect();
+        let response =
+            self.graph(Method::PUT, &path, &headers, Some(Bytes::from(body)), &[200, 201], OPERATION).await?;
+        Self::json(OPERATION, response).await
     }
 
     /// Gets an item's metadata (size, hashes, eTag).

@@ -287,6 +287,8 @@ impl From<RestServiceError> for Error {
 impl upload_core::Classify for Error {
     fn is_retryable(&self) -> bool {
         match self {
+            // 507 quotaLimitReached: the drive is full; asking again does not make room.
+            Error::Service(e) if e.status == 507 || e.code == ErrorCode::QuotaLimitReached => false,
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
             // 409: a chunk of this session still in flight (an earlier attempt), gone shortly.
             Error::SharePoint(e) => {
@@ -309,7 +311,8 @@ impl upload_core::Classify for Error {
 
     fn may_have_taken_effect(&self) -> bool {
         match self {
-            Error::Service(e) => e.status >= 500,
+            // 507 is a refusal: nothing was made or committed.
+            Error::Service(e) => e.status >= 500 && e.status != 507,
             Error::SharePoint(e) => e.status >= 500,
             Error::Transport(e) => !e.is_connect(),
             Error::MalformedResponse { .. } | Error::Integrity(_) => true,

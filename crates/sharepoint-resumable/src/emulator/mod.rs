@@ -29,21 +29,40 @@
 //!   `unauthenticated`/`expiredToken` with `WWW-Authenticate: … expired_token`);
 //! * createUploadSession for `/drives/{id}`, `/me/drive`, `/sites/{id}/drive`,
 //!   `/groups/{id}/drive` and `/users/{id}/drive`, by `root:/{path}:`, by
-//!   `items/{parent}:/{name}:` or by `items/{id}` (replace that file); path segments decoded
-//!   one by one and strictly; `item.name` matching the path; `conflictBehavior` fail, replace or
-//!   rename (the default is configurable: the docs say fail, the service does replace);
-//!   `If-Match`/`If-None-Match` (412 `resourceModified`); one live session per name (409
-//!   `nameAlreadyExists`); `deferCommit`; `fileSize`;
+//!   `items/{parent}:/{name}:` or by `items/{id}` (replace that file), and the whole
+//!   `root:/{path}:` or `{item-id}:/{name}:` percent-encoded as one id segment, as
+//!   Kiota-generated SDKs send it (`items/root%3A%2Fdir%2Fa.bin%3A/createUploadSession`: the
+//!   segment is decoded once and then read like the colon syntax; this holds for every Graph
+//!   call); path segments decoded one by one and strictly; `item.name` matching the path;
+//!   `conflictBehavior` fail, replace or rename (the default is configurable: the docs say
+//!   fail, the service does replace); `If-Match`/`If-None-Match` (412 `resourceModified`); one
+//!   live session per name (409 `nameAlreadyExists`); `deferCommit`; `fileSize` checked against
+//!   [`EmulatorConfig::quota`] with what the drive holds (507 `quotaLimitReached`, no session);
 //! * fragments strictly in order and one at a time: `Content-Range: bytes s-e/T` with a matching
 //!   `Content-Length` (411, 400), the same total every time (400 `fragmentLengthMismatch`),
 //!   below 60 MiB (413 `maxFragmentLengthExceeded`), starting at the next missing byte (416
 //!   `invalidRange` with `fragmentOverlap` or `fragmentOutOfOrder`), multiples of 320 KiB but
 //!   the last (400, [`EmulatorConfig::strict_alignment`]); a second fragment while one is in
 //!   flight on the same session is refused with 409;
-//! * 202 with `nextExpectedRanges` while bytes are missing, the session's expiry pushed by each
+//! * bounded bodies on both hosts: one of 60 MiB or more is refused (413; a fragment's as
+//!   `maxFragmentLengthExceeded`) without being kept, and one sent without `Content-Length`
+//!   (chunked) is read only up to that limit, never to its end (a fragment's not kept at all:
+//!   it is refused with 411);
+//! * 202 with `nextExpectedRanges` while bytes are missing (`"26-"` as documented, or
+//!   `"26-127"` as the service has also been seen to write it, with
+//!   [`EmulatorConfig::ranges_with_end`]; status GETs alike), the session's expiry pushed by each
 //!   fragment; 201 (new) or 200 (replaced) with the driveItem on the last byte, or 202 with
 //!   `nextExpectedRanges: []` and a `POST` to commit when the session defers; a name taken in
-//!   the meantime with `fail` answers 409 and keeps the session; `rename` picks `name 1.ext`;
+//!   the meantime with `fail` answers 409 and keeps the session, so does a drive over its
+//!   quota (507); `rename` picks `name 1.ext`;
+//! * the explicit commit: `PUT` to an item's Graph address (any drive form, `root:/{path}:`,
+//!   `items/{parent}:/{name}:` or `items/{id}`) with the bearer token and a JSON body with
+//!   `"@microsoft.graph.sourceUrl": "<uploadUrl>"` (and optionally `name`, which must be the
+//!   address's, and `@microsoft.graph.conflictBehavior`, else the session's) commits a session
+//!   whose bytes are all in (deferred, or kept after a 409 or 507 on its last fragment) as the
+//!   item at that address: 201 or 200 with the driveItem, 409 for `fail` on a taken name, 412
+//!   for `If-Match`/`If-None-Match`, 400 `uploadSessionIncomplete` while bytes are missing, 404
+//!   for a URL that is not a live session's;
 //! * `GET` (status), `DELETE` (204, then 404) and expiry (404 `itemNotFound`) of upload URLs;
 //! * items with id, eTag, cTag, times, parent reference and the QuickXorHash of their content;
 //! * Graph's error document with `innerError` (date, request-id, client-request-id) on the Graph
@@ -100,8 +119,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use upload_core::emulator::{
-    Blob, Dropped, Reply, Server, Storage, empty, is_unstorable, parse_query, read_body, take_fault, text_headers,
-    unique,
+    Blob, Body, Discarded, Dropped, Reply, Server, Storage, empty, is_unstorable, parse_query, read_body, take_fault,
+    text_headers, unique,
 };
 use upload_core::hash::{Hashes as HashKinds, QuickXor};
 
@@ -129,6 +148,9 @@ pub enum Operation {
     GetItem,
     /// `GET …/content` (Graph)
     DownloadItem,
+    /// `PUT …/root:/{path}:`, `PUT …/items/{parent}:/{name}:` or `PUT …/items/{id}` (Graph) with
+    /// `@microsoft.graph.sourceUrl`: the explicit commit of an upload session
+    CommitBySourceUrl,
     /// `POST {web}/_api/contextinfo` (SharePoint REST)
     ContextInfo,
     /// `POST {folder}/Files/add(…)` or `…/Files/AddUsingPath(…)` (SharePoint REST)
@@ -221,6 +243,14 @@ pub struct EmulatorConfig {
     pub rest_session_idle: Duration,
     /// The largest request body the REST host takes (262,144,000 bytes, 250 MiB).
     pub rest_max_request: u64,
+    /// The storage of each drive in bytes, `None` for no limit. createUploadSession whose
+    /// `fileSize` with what the drive holds is over it answers 507 `quotaLimitReached` (no session
+    /// is made); so does the commit of a session whose bytes would not fit (the session stays,
+    /// for an explicit commit after room is made).
+    pub quota: Option<u64>,
+    /// Write `nextExpectedRanges` as `"N-{T-1}"` (`"26-127"`), as the service has been seen to
+    /// do, instead of the documented open form `"N-"` (`"26-"`), once the total is known.
+    pub ranges_with_end: bool,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -250,6 +280,8 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("digest_lifetime", &self.digest_lifetime)
             .field("rest_session_idle", &self.rest_session_idle)
             .field("rest_max_request", &self.rest_max_request)
+            .field("quota", &self.quota)
+            .field("ranges_with_end", &self.ranges_with_end)
             .finish()
     }
 }
@@ -281,6 +313,8 @@ impl Default for EmulatorConfig {
             digest_lifetime: Duration::from_secs(1800),
             rest_session_idle: Duration::from_secs(30 * 60),
             rest_max_request: 262_144_000,
+            quota: None,
+            ranges_with_end: false,
         }
     }
 }
@@ -342,6 +376,18 @@ impl GraphError {
 
     fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "generalException", message)
+    }
+
+    fn quota_exceeded() -> Self {
+        Self::new(
+            507,
+            "quotaLimitReached",
+            "Insufficient Space Available: the drive's quota does not leave room for the file.",
+        )
+    }
+
+    fn too_large() -> Self {
+        Self::new(413, "invalidRequest", "The entity size in the request exceeds the maximum limit.")
     }
 
     fn storage(e: &std::io::Error) -> Self {
@@ -424,12 +470,14 @@ impl SessionRec {
         self.total.is_some_and(|t| self.received >= t)
     }
 
-    fn status(&self) -> UploadSession {
-        UploadSession {
-            upload_url: None,
-            expiration_date_time: Some(iso(self.expires_at)),
-            next_expected_ranges: if self.complete() { Vec::new() } else { vec![format!("{}-", self.received)] },
-        }
+    /// The status document; `with_end` writes the range as `"N-{T-1}"` once the total is known.
+    fn status(&self, with_end: bool) -> UploadSession {
+        let next = match self.total {
+            _ if self.complete() => Vec::new(),
+            Some(total) if with_end => vec![format!("{}-{}", self.received, total - 1)],
+            _ => vec![format!("{}-", self.received)],
+        };
+        UploadSession { upload_url: None, expiration_date_time: Some(iso(self.expires_at)), next_expected_ranges: next }
     }
 }
 
@@ -476,6 +524,18 @@ impl Store {
 
     fn item(&self, drive: &str, path: &str) -> Option<&ItemRec> {
         self.items.get(&(drive.to_owned(), path.to_owned()))
+    }
+
+    /// The bytes of every file in a drive (what counts against its quota).
+    fn drive_bytes(&self, drive: &str) -> u64 {
+        self.items
+            .iter()
+            .filter(|((d, _), _)| d == drive)
+            .map(|(_, item)| match item.kind {
+                Kind::File { size, .. } => size,
+                Kind::Folder => 0,
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Removes sessions past their idle expiry.
@@ -947,7 +1007,8 @@ async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>)
         }
         _ => None,
     };
-    let too_big = operation == Some(Operation::UploadFragment) && content_length.is_some_and(|n| n >= MAX_FRAGMENT);
+    // No body of 60 MiB or more is taken (413; for a fragment, maxFragmentLengthExceeded).
+    let mut too_big = content_length.is_some_and(|n| n >= MAX_FRAGMENT);
     // A body that is refused anyway is read through without being kept.
     let drain = (busy || too_big).then_some(HashKinds::NONE);
     let reset_after = match &fault {
@@ -955,7 +1016,16 @@ async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>)
         _ => None,
     };
     let expected = if drain.is_some() { 0 } else { usize::try_from(content_length.unwrap_or(0)).unwrap_or(0) };
-    let received = match read_body(req.into_body(), expected, drain, reset_after).await {
+    let read = match content_length {
+        Some(_) => read_body(req.into_body(), expected, drain, reset_after).await,
+        // A body without a length (chunked) is read only up to the limit. A fragment's is not
+        // kept at all: it is refused for its missing Content-Length (411).
+        None => {
+            let keep = drain.is_none() && operation != Some(Operation::UploadFragment);
+            read_unannounced(req.into_body(), MAX_FRAGMENT - 1, keep, reset_after).await
+        }
+    };
+    let received = match read {
         Ok(b) => b,
         Err(got) => {
             // Nothing of a broken-off body is kept.
@@ -965,6 +1035,9 @@ async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>)
         }
     };
     entry.body_len = received.len();
+    if received.len() >= MAX_FRAGMENT {
+        too_big = true;
+    }
     let style = match (&routed, host) {
         (Some(Route::Token { .. }), _) => Style::OAuth,
         (_, Host::Graph) => Style::Graph,
@@ -1014,6 +1087,44 @@ async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>)
     Ok(reply)
 }
 
+/// Reads a body sent without `Content-Length` (chunked) as [`read_body`] does, but never past
+/// `max` bytes: at the first frame beyond them it stops reading and answers a body of more than
+/// `max` bytes whose bytes were not kept (the caller refuses it; the connection is then closed
+/// with the rest unread). `keep`: false reads the bytes through without keeping them.
+async fn read_unannounced(mut body: Incoming, max: u64, keep: bool, reset_after: Option<usize>) -> Result<Body, u64> {
+    use http_body_util::BodyExt;
+    let mut kept = bytes::BytesMut::new();
+    let mut got = 0u64;
+    let reset_due = |got: u64| reset_after.is_some_and(|n| got >= n as u64);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(got) };
+        if let Ok(data) = frame.into_data() {
+            got = got.saturating_add(data.len() as u64);
+            if got > max && !reset_due(got) {
+                return Ok(Body {
+                    bytes: Bytes::new(),
+                    discarded: Some(Discarded { len: got, ..Discarded::default() }),
+                });
+            }
+            if keep {
+                kept.extend_from_slice(&data);
+            }
+        }
+        if reset_due(got) {
+            return Err(got);
+        }
+    }
+    // An injected reset fires at the end of a shorter body too.
+    if reset_after.is_some() {
+        return Err(got);
+    }
+    Ok(if keep {
+        Body { bytes: kept.freeze(), discarded: None }
+    } else {
+        Body { bytes: Bytes::new(), discarded: Some(Discarded { len: got, ..Discarded::default() }) }
+    })
+}
+
 /// The answer to a request whose body has arrived, with the injected faults that act here.
 fn respond(
     ctx: &Ctx<'_>,
@@ -1027,6 +1138,11 @@ fn respond(
         let mut e = GraphError::new(*status, code, "Injected by the emulator.");
         e.retry_after = *retry_after;
         return Err(e);
+    }
+    // A body over the limit (a fragment's is refused as maxFragmentLengthExceeded, after the
+    // session's own checks).
+    if ctx.too_big && !matches!(routed, Some(Route::Upload { op: Operation::UploadFragment, .. })) {
+        return Err(GraphError::too_large());
     }
     let done = match routed {
         None => match host {
@@ -1094,7 +1210,8 @@ struct Ctx<'a> {
     range: Option<(u64, u64, u64)>,
     /// Another fragment of the session is in flight (the body was read through, not kept).
     busy: bool,
-    /// Content-Length is 60 MiB or more (the body was read through, not kept).
+    /// The body is 60 MiB or more, by its Content-Length or, without one, as it was read (it was
+    /// not kept).
     too_big: bool,
     /// The emulator's own partial store (an injected fault): no alignment rule.
     partial: bool,
@@ -1259,6 +1376,7 @@ fn graph(ctx: &Ctx<'_>, op: Operation, drive: &DriveRef, target: &Target, who: &
     let drive = resolve_drive(ctx.shared, drive)?;
     match op {
         Operation::CreateUploadSession => create_session(ctx, &drive, target, who),
+        Operation::CommitBySourceUrl => commit_by_source_url(ctx, &drive, target),
         Operation::GetItem => {
             let store = ctx.shared.store();
             let path = target_path(&store, &drive, target)?;
@@ -1342,6 +1460,11 @@ fn create_session(ctx: &Ctx<'_>, drive: &str, target: &Target, who: &str) -> Res
             _ => return Err(GraphError::name_exists("The specified item name already exists.")),
         }
     }
+    if let (Some(quota), Some(size)) = (config.quota, item.file_size)
+        && store.drive_bytes(drive).saturating_add(size) > quota
+    {
+        return Err(GraphError::quota_exceeded());
+    }
     if store.sessions.values().any(|s| s.drive == drive && s.path == path) {
         return Err(GraphError::name_exists("An upload session already exists for this file"));
     }
@@ -1368,10 +1491,14 @@ fn create_session(ctx: &Ctx<'_>, drive: &str, target: &Target, who: &str) -> Res
         description: item.description.clone(),
         file_system_info: item.file_system_info.clone(),
     };
+    let first = match session.total {
+        Some(total) if total > 0 && config.ranges_with_end => format!("0-{}", total - 1),
+        _ => "0-".into(),
+    };
     let doc = UploadSession {
         upload_url: Some(format!("{}/up/{id}?tempauth={tempauth}", ctx.shared.upload_base)),
         expiration_date_time: Some(iso(session.expires_at)),
-        next_expected_ranges: vec!["0-".into()],
+        next_expected_ranges: vec![first],
     };
     store.sessions.insert(id, session);
     ok_json(200, &doc)
@@ -1510,7 +1637,7 @@ fn upload(ctx: &Ctx<'_>, op: Operation, id: &str) -> Result<Reply, GraphError> {
         Operation::GetSessionStatus => {
             let mut store = ctx.shared.store();
             let s = open_session(&mut store, ctx, id)?;
-            ok_json(200, &s.status())
+            ok_json(200, &s.status(ctx.shared.config.ranges_with_end))
         }
         Operation::CancelSession => {
             let mut store = ctx.shared.store();
@@ -1539,13 +1666,23 @@ fn upload(ctx: &Ctx<'_>, op: Operation, id: &str) -> Result<Reply, GraphError> {
 /// The session of an upload URL, checked: it exists, the `tempauth` is its own and has not
 /// expired (24 h from creation), and it has not expired for lack of fragments.
 fn open_session<'s>(store: &'s mut Store, ctx: &Ctx<'_>, id: &str) -> Result<&'s mut SessionRec, GraphError> {
+    open_session_with(store, ctx.shared, id, ctx.q("tempauth"))
+}
+
+/// [`open_session`] for the session id and `tempauth` of an upload URL.
+fn open_session_with<'s>(
+    store: &'s mut Store,
+    shared: &Shared,
+    id: &str,
+    tempauth: Option<&str>,
+) -> Result<&'s mut SessionRec, GraphError> {
     let now = Instant::now();
     let s = store.sessions.get(id).ok_or_else(GraphError::session_not_found)?;
-    if ctx.q("tempauth") != Some(s.tempauth.as_str()) {
+    if tempauth != Some(s.tempauth.as_str()) {
         return Err(GraphError::unauthenticated("The upload URL's token is not valid for this session."));
     }
-    if now.duration_since(s.created) >= ctx.shared.config.session_max {
-        let until = chrono::Duration::from_std(ctx.shared.config.session_max)
+    if now.duration_since(s.created) >= shared.config.session_max {
+        let until = chrono::Duration::from_std(shared.config.session_max)
             .ok()
             .and_then(|d| s.created_at.checked_add_signed(d))
             .unwrap_or(s.created_at);
@@ -1660,11 +1797,12 @@ fn put_fragment(ctx: &Ctx<'_>, id: &str) -> Result<Reply, GraphError> {
     s.expires = after(config.session_idle);
     s.expires_at = later(config.session_idle);
     if !s.complete() {
-        return ok_json(202, &s.status());
+        return ok_json(202, &s.status(config.ranges_with_end));
     }
     if s.defer_commit {
-        // Every byte is in: the session waits for its commit (POST to the upload URL).
-        return ok_json(202, &s.status());
+        // Every byte is in: the session waits for its commit (POST to the upload URL, or PUT
+        // to the item's Graph address with the upload URL as `@microsoft.graph.sourceUrl`).
+        return ok_json(202, &s.status(config.ranges_with_end));
     }
     commit(ctx.shared, &mut store, id)
 }
@@ -1708,6 +1846,32 @@ fn commit(shared: &Shared, store: &mut Store, id: &str) -> Result<Reply, GraphEr
     if check_parents(store, &drive, &path).is_err() {
         return Err(taken());
     }
+    store_session(shared, store, id, &drive, path, replaced)
+}
+
+/// Makes a session's bytes the file at `path` of its drive (replacing the item `replaced`): 201
+/// for a new item, 200 for a replaced one. 507 `quotaLimitReached`, with the session kept, when
+/// the drive has no room for it.
+fn store_session(
+    shared: &Shared,
+    store: &mut Store,
+    id: &str,
+    drive: &str,
+    path: String,
+    replaced: Option<String>,
+) -> Result<Reply, GraphError> {
+    let received = store.sessions.get(id).ok_or_else(GraphError::session_not_found)?.received;
+    if let Some(quota) = shared.config.quota {
+        let freed = match replaced.as_deref().and_then(|r| store.path_of(drive, r)).and_then(|p| store.item(drive, &p))
+        {
+            Some(ItemRec { kind: Kind::File { size, .. }, .. }) => *size,
+            _ => 0,
+        };
+        if store.drive_bytes(drive).saturating_sub(freed).saturating_add(received) > quota {
+            return Err(GraphError::quota_exceeded());
+        }
+    }
+    let drive = drive.to_owned();
     let Some(s) = store.sessions.remove(id) else { return Err(GraphError::session_not_found()) };
     let size = s.received;
     let blob = match s.content {
@@ -1756,6 +1920,113 @@ fn commit(shared: &Shared, store: &mut Store, id: &str) -> Result<Reply, GraphEr
     store.items.insert(key, item);
     let item = store.item(&drive, &path).ok_or_else(GraphError::item_not_found)?;
     ok_json(if replaced.is_some() { 200 } else { 201 }, &item_doc(store, &drive, &path, item))
+}
+
+/// The explicit commit: `PUT` to an item's Graph address (bearer token checked by the caller)
+/// with `{"@microsoft.graph.sourceUrl": "<uploadUrl>", "name": …,
+/// "@microsoft.graph.conflictBehavior": …}`. The session (of this drive, every byte in:
+/// deferred, or kept after its last fragment met a taken name or a full drive) becomes the item
+/// at that address, which need not be the one it was created for. `conflictBehavior` (the
+/// body's, else the query's, else the session's own) and `If-Match`/`If-None-Match` apply to the
+/// item at the address; `items/{id}` replaces that file. The upload URL is never repeated in
+/// an answer.
+fn commit_by_source_url(ctx: &Ctx<'_>, drive: &str, target: &Target) -> Result<Reply, GraphError> {
+    let doc: serde_json::Value = serde_json::from_slice(&ctx.body)
+        .map_err(|e| GraphError::invalid(format!("The request body is not valid JSON: {e}")))?;
+    let field = |name: &str| -> Result<Option<&str>, GraphError> {
+        match doc.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(v)) => Ok(Some(v.as_str())),
+            Some(_) => Err(GraphError::invalid(format!("The property {name} must be a string."))),
+        }
+    };
+    let source = field("@microsoft.graph.sourceUrl")?.ok_or_else(|| {
+        GraphError::invalid(
+            "The emulator updates an item by PUT only to commit an upload session: @microsoft.graph.sourceUrl is required.",
+        )
+    })?;
+    let (session_id, tempauth) = upload_url_parts(&ctx.shared.upload_base, source).ok_or_else(|| {
+        GraphError::invalid("@microsoft.graph.sourceUrl is not the uploadUrl of an upload session of this service.")
+    })?;
+    let given_conflict = field("@microsoft.graph.conflictBehavior")?
+        .map(str::to_owned)
+        .or_else(|| ctx.q("@microsoft.graph.conflictBehavior").map(str::to_owned));
+    let conflict = match &given_conflict {
+        None => None,
+        Some(b) => Some(Conflict::parse(b).ok_or_else(|| {
+            GraphError::invalid(format!(
+                "Invalid value '{b}' for @microsoft.graph.conflictBehavior: expected fail, replace or rename."
+            ))
+        })?),
+    };
+    let name = field("name")?;
+    let mut store = ctx.shared.store();
+    store.sweep();
+    // The URL's own token, checked as the upload host checks it; a wrong or expired one is no
+    // session (a 401 from Graph would say the bearer token is wrong).
+    let s =
+        open_session_with(&mut store, ctx.shared, &session_id, tempauth.as_deref()).map_err(|e| match e.status {
+            401 => GraphError::session_not_found(),
+            _ => e,
+        })?;
+    if s.drive != drive {
+        return Err(GraphError::invalid("The upload session belongs to another drive."));
+    }
+    if !s.complete() {
+        return Err(GraphError::invalid("The upload session has not received all the bytes of the file.")
+            .inner("uploadSessionIncomplete"));
+    }
+    let conflict = conflict.unwrap_or(s.conflict);
+    // `name`, when given, is the name in the address.
+    let same_name = |path: &str| match name {
+        Some(given) if given != split_parent(path).1 => Err(GraphError::invalid(format!(
+            "The name in the request body ({given:?}) does not match the name in the path ({:?}).",
+            split_parent(path).1
+        ))),
+        _ => Ok(()),
+    };
+    let (path, replaced) = match target {
+        Target::Item(item_id) => {
+            let path = store.path_of(drive, item_id).ok_or_else(GraphError::item_not_found)?;
+            same_name(&path)?;
+            let existing = store.item(drive, &path).ok_or_else(GraphError::item_not_found)?;
+            if !matches!(existing.kind, Kind::File { .. }) {
+                return Err(GraphError::invalid("The item is a folder: only a file's content can be replaced."));
+            }
+            preconditions(ctx, Some(existing))?;
+            (path, Some(existing.id.clone()))
+        }
+        Target::Path { .. } => {
+            let path = target_path(&store, drive, target)?;
+            same_name(&path)?;
+            if !ctx.shared.storage.accepts_key(&path) {
+                return Err(GraphError::invalid("The emulator's directory storage cannot keep this path as a file."));
+            }
+            check_parents(&store, drive, &path)?;
+            let existing = store.item(drive, &path);
+            preconditions(ctx, existing)?;
+            match existing {
+                None => (path, None),
+                Some(e) => match (conflict, &e.kind) {
+                    (Conflict::Replace, Kind::File { .. }) => (path, Some(e.id.clone())),
+                    (Conflict::Rename, _) => (free_name(&store, drive, &path), None),
+                    _ => return Err(GraphError::name_exists("The specified item name already exists.")),
+                },
+            }
+        }
+    };
+    store_session(ctx.shared, &mut store, &session_id, drive, path, replaced)
+}
+
+/// The session id and `tempauth` of one of this emulator's upload URLs.
+fn upload_url_parts(upload_base: &str, url: &str) -> Option<(String, Option<String>)> {
+    let rest = url.strip_prefix(upload_base)?.strip_prefix("/up/")?;
+    let (id, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    let tempauth = q(&parse_query(query), "tempauth").map(str::to_owned);
+    Some((id.to_owned(), tempauth))
 }
 
 /// `name 1.ext`, `name 2.ext`… : the first name not taken next to `path`.

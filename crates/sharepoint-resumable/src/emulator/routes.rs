@@ -1,7 +1,9 @@
 //! The pure part of the emulator: which operation a request is (Graph paths with their drive
-//! forms, `root:` and `items/` addressing and Graph's colon syntax; the token endpoint; upload
-//! URLs), strict decoding of path segments into item names, and `Content-Range`.
+//! forms, `root:` and `items/` addressing and Graph's colon syntax, also as one percent-encoded
+//! id segment the way Kiota-generated SDKs send it; the token endpoint; upload URLs), strict
+//! decoding of path segments into item names, and `Content-Range`.
 
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use upload_core::emulator::{decode, decode_strict};
 
 use super::Operation;
@@ -109,6 +111,7 @@ pub(super) fn route(host: Host, method: &str, path: &str) -> Option<Route> {
                 ("POST", "/createUploadSession") => Operation::CreateUploadSession,
                 ("GET", "") => Operation::GetItem,
                 ("GET", "/content") => Operation::DownloadItem,
+                ("PUT", "") => Operation::CommitBySourceUrl,
                 _ => return None,
             };
             Some(Route::Graph { op, drive, target })
@@ -144,7 +147,9 @@ fn drive_prefix(rest: &str) -> Option<(DriveRef, &str)> {
 }
 
 /// The item of a path after its drive (`root…` or `items/…`) and the action after it (``,
-/// `/content`, `/createUploadSession`).
+/// `/content`, `/createUploadSession`). An `items/` id that decodes to `{item}:/{path}:` (the
+/// closing colon optional) is that path below that item: Kiota-generated SDKs put the whole
+/// `root:/dir/a.bin:` into the id segment, percent-encoded (`items/root%3A%2Fdir%2Fa.bin%3A`).
 fn item_target(rest: &str) -> Option<(Target, &str)> {
     if let Some(p) = rest.strip_prefix("root:") {
         let (raw, action) = colon_path(p)?;
@@ -164,8 +169,28 @@ fn item_target(rest: &str) -> Option<(Target, &str)> {
             let (raw, action) = colon_path(p)?;
             Some((Target::Path { parent: decode(id), raw }, action))
         }
-        None => Some((Target::Item(decode(id)), tail)),
+        None => Some((encoded_address(id).unwrap_or_else(|| Target::Item(decode(id))), tail)),
     }
+}
+
+/// The path of an id segment that is a whole Graph address percent-encoded as one segment
+/// (`root%3A%2Fdir%2Fa.bin%3A` is `root:/dir/a.bin:`); `None` when it is a plain id. The segment
+/// is decoded once: the names inside are taken as they are (the SDK encoded them once, with the
+/// rest of the segment). They come back percent-encoded, so that [`decode_path`] checks them as
+/// it checks every path (bytes that are not UTF-8, forbidden characters, empty segments).
+fn encoded_address(id: &str) -> Option<Target> {
+    let bytes: Vec<u8> = percent_decode_str(id).collect();
+    let colon = bytes.iter().position(|b| *b == b':')?;
+    let (parent, rest) = bytes.split_at(colon);
+    let path = rest.strip_prefix(b":/")?;
+    let path = path.strip_suffix(b":").unwrap_or(path);
+    let parent = std::str::from_utf8(parent).ok()?;
+    if parent.is_empty() || parent.contains('/') || path.is_empty() || path.contains(&b':') {
+        return None;
+    }
+    let raw: Vec<String> =
+        path.split(|b| *b == b'/').map(|segment| percent_encode(segment, NON_ALPHANUMERIC).to_string()).collect();
+    Some(Target::Path { parent: parent.to_owned(), raw: raw.join("/") })
 }
 
 /// `/{path}:{action}` or `/{path}` (Graph allows the closing colon to be left out when nothing
@@ -300,6 +325,57 @@ mod tests {
             graph("POST", "/v1.0/me/drive/items/root:/n.bin:/createUploadSession"),
             Some(Route::Graph { op: create, drive: DriveRef::Me, target: at("root", "n.bin") })
         );
+        // The explicit commit: PUT on the item's address.
+        assert_eq!(
+            graph("PUT", "/v1.0/drives/d/items/01P:/n.bin:"),
+            Some(Route::Graph {
+                op: Operation::CommitBySourceUrl,
+                drive: DriveRef::Id("d".into()),
+                target: at("01P", "n.bin")
+            })
+        );
+        assert_eq!(
+            graph("PUT", "/v1.0/me/drive/root:/a/n.bin"),
+            Some(Route::Graph { op: Operation::CommitBySourceUrl, drive: DriveRef::Me, target: at("root", "a/n.bin") })
+        );
+    }
+
+    #[test]
+    fn kiota_encodes_the_whole_address_as_one_id_segment() {
+        let create = Operation::CreateUploadSession;
+        assert_eq!(
+            graph("POST", "/v1.0/drives/d/items/root%3A%2Fdir%2Fa.bin%3A/createUploadSession"),
+            Some(Route::Graph { op: create, drive: DriveRef::Id("d".into()), target: at("root", "dir/a%2Ebin") })
+        );
+        // A parent id, no closing colon, names with encoded characters (decoded once: the
+        // names are re-encoded whole and decode back to what the SDK had).
+        let Some(Route::Graph { target, .. }) =
+            graph("POST", "/v1.0/me/drive/items/01P%3A%2Fa%20%231%25.bin/createUploadSession")
+        else {
+            panic!("not routed")
+        };
+        let Target::Path { parent, raw } = target else { panic!("{target:?}") };
+        assert_eq!(parent, "01P");
+        assert_eq!(decode_path(&raw).unwrap(), ["a #1%.bin"]);
+        assert_eq!(
+            graph("GET", "/v1.0/me/drive/items/root%3A%2Fx.bin%3A/content").map(|r| r.operation()),
+            Some(Operation::DownloadItem)
+        );
+        // Not UTF-8 inside: refused when the names are decoded.
+        let Some(Route::Graph { target: Target::Path { raw, .. }, .. }) =
+            graph("GET", "/v1.0/me/drive/items/root%3A%2F%FF.bin%3A")
+        else {
+            panic!("not routed")
+        };
+        assert!(decode_path(&raw).is_err());
+        // Plain ids (an encoded colon that is not an address stays an id).
+        for id in ["01ABC", "a%3Ab", "%3A%2Fx", "root%3A", "root%3A%2F%3A"] {
+            assert_eq!(
+                graph("GET", &format!("/v1.0/me/drive/items/{id}")),
+                Some(Route::Graph { op: Operation::GetItem, drive: DriveRef::Me, target: Target::Item(decode(id)) }),
+                "{id}"
+            );
+        }
     }
 
     #[test]
