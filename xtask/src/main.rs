@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | conformance | chaos [--trials N] [--seed S] [--vendor NAME] | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
+                "usage: cargo xtask <test | conformance | chaos [--trials N] [--seed S] [--vendor NAME] | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-sharepoint-rest] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
             );
             false
         }
