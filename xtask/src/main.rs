@@ -9,6 +9,7 @@
 //!   `target/bench/report.md`, and with `--write-docs` to `docs/benchmarks.md`.
 //! * `chaos [--trials N] [--seed S] [--vendor NAME]`: crash trials (see the `chaos` module);
 //!   `test` runs 3 per vendor.
+//! * `fuzz [--cases N] [FILTER]`: the fuzz targets with many cases each (see the `fuzz` module).
 //! * `codegen [--check]`: writes the generated Rust files from `specs/`; `--check` fails when a
 //!   committed file is stale instead of writing it.
 #![allow(clippy::print_stdout)]
@@ -17,6 +18,7 @@ mod bench;
 mod chaos;
 mod codegen;
 mod conformance;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -128,6 +130,13 @@ fn main() -> ExitCode {
                 false
             }
         },
+        Some("fuzz") => match fuzz::run(&project_root(), &args[1..]) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("fuzz: {e}");
+                false
+            }
+        },
         Some("conformance") => match conformance::run_all(&project_root()) {
             Ok(()) => true,
             Err(e) => {
@@ -150,7 +159,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | conformance | chaos [--trials N] [--seed S] [--vendor NAME] | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-sharepoint-rest] [--skip-scaling] [--scaling-rounds N] [--write-docs] | codegen [--check]>"
+                "usage: cargo xtask <test | conformance | chaos [--trials N] [--seed S] [--vendor NAME] | bench [--size MIB] [--rounds N] [--skip-oss] [--skip-qingstor] [--skip-box] [--skip-graph] [--skip-sharepoint-rest] [--skip-scaling] [--scaling-rounds N] [--write-docs] | fuzz [--cases N] [FILTER] | codegen [--check]>"
             );
             false
         }

@@ -162,29 +162,35 @@ impl Tokens {
             .send()
             .await
             .map_err(Error::transport)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(Error::transport)?;
-        if !status.is_success() {
-            // Only the OAuth error and its description: never the request, which holds secrets.
-            let detail = match serde_json::from_slice::<OAuthError>(&bytes) {
-                Ok(e) => match e.error_description {
-                    Some(d) => format!("HTTP {} {}: {d}", status.as_u16(), e.error),
-                    None => format!("HTTP {} {}", status.as_u16(), e.error),
-                },
-                Err(_) => format!("HTTP {} from the token endpoint", status.as_u16()),
-            };
-            return Err(Error::Auth { status: status.as_u16(), detail });
+        let status = response.status().as_u16();
+        let bytes = crate::client::read_document(response, "token").await?;
+        let (granted, refresh) = token_answer(status, &bytes)?;
+        if let Some(r) = refresh {
+            *self.refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         }
-        let granted: TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::MalformedResponse { operation: "token request", detail: e.to_string() })?;
-        if let Some(r) = granted.refresh_token {
-            *self.refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Secret::new(r));
-        }
-        Ok(Granted {
-            token: Secret::new(granted.access_token),
-            expires_in: granted.expires_in.map(Duration::from_secs),
-        })
+        Ok(granted)
     }
+}
+
+/// Reads the token endpoint's answer: the access token granted and the new refresh token, or
+/// the OAuth error (only its code and description: never the request, which holds secrets).
+pub(crate) fn token_answer(status: u16, bytes: &[u8]) -> Result<(Granted, Option<Secret>), Error> {
+    if !(200..300).contains(&status) {
+        let detail = match serde_json::from_slice::<OAuthError>(bytes) {
+            Ok(e) => match e.error_description {
+                Some(d) => format!("HTTP {status} {}: {d}", e.error),
+                None => format!("HTTP {status} {}", e.error),
+            },
+            Err(_) => format!("HTTP {status} from the token endpoint"),
+        };
+        return Err(Error::Auth { status, detail });
+    }
+    let granted: TokenResponse = serde_json::from_slice(bytes)
+        .map_err(|e| Error::MalformedResponse { operation: "token request", detail: e.to_string() })?;
+    Ok((
+        Granted { token: Secret::new(granted.access_token), expires_in: granted.expires_in.map(Duration::from_secs) },
+        granted.refresh_token.map(Secret::new),
+    ))
 }
 
 #[cfg(test)]

@@ -154,6 +154,32 @@ fn endpoint<'s>(session: &'s UploadSession, pick: fn(&'s SessionEndpoints) -> &'
     session.session_endpoints.as_ref().and_then(|e| pick(e).as_deref())
 }
 
+/// The most bytes of an answer document read into memory. Box's documents are a few
+/// kilobytes (a page of parts at most a few hundred); a longer answer is not Box's, and
+/// reading it whole would let a broken or hostile server exhaust memory.
+pub(crate) const MAX_DOCUMENT: usize = 8 << 20;
+
+/// Reads an answer's body, refusing one longer than [`MAX_DOCUMENT`] as soon as it gets there.
+pub(crate) async fn read_document(mut response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
+    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
+        return Err(Error::MalformedResponse {
+            operation,
+            detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(Error::MalformedResponse {
+                operation,
+                detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
@@ -241,7 +267,7 @@ impl Client {
         operation: &'static str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let bytes = response.bytes().await.map_err(Error::transport)?;
+        let bytes = read_document(response, operation).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
     }
 
@@ -380,10 +406,7 @@ impl Client {
             return Ok(Commit::Processing { retry_after });
         }
         let files: Files = Self::json("Commit upload session", response).await?;
-        files.entries.into_iter().next().map(|f| Commit::Done(Box::new(f))).ok_or_else(|| Error::MalformedResponse {
-            operation: "Commit upload session",
-            detail: "no file in the answer".into(),
-        })
+        committed(files)
     }
 
     /// Abort upload session: Box discards the parts.
@@ -484,14 +507,28 @@ impl Client {
     }
 }
 
+/// The file of a commit's answer (Box answers a list of one).
+pub(crate) fn committed(files: Files) -> Result<Commit, Error> {
+    files.entries.into_iter().next().map(|f| Commit::Done(Box::new(f))).ok_or_else(|| Error::MalformedResponse {
+        operation: "Commit upload session",
+        detail: "no file in the answer".into(),
+    })
+}
+
 /// Reads Box's JSON error document; an answer without one is classified by its status.
 async fn service_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
-    let retry_after = header_str(response.headers(), "retry-after")
-        .and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
-    let request_id = header_str(response.headers(), "box-request-id").map(str::to_owned);
-    let bytes = response.bytes().await.unwrap_or_default();
-    let body = match serde_json::from_slice::<ClientError>(&bytes) {
+    let headers = response.headers().clone();
+    let bytes = read_document(response, "error document").await.unwrap_or_default();
+    error_from_answer(status, &headers, &bytes, SystemTime::now())
+}
+
+/// The error of an answer whose status, headers and body were read: Box's JSON error document,
+/// else the status alone.
+pub(crate) fn error_from_answer(status: u16, headers: &HeaderMap, bytes: &[u8], now: SystemTime) -> Error {
+    let retry_after = header_str(headers, "retry-after").and_then(|v| upload_core::retry::parse_retry_after(v, now));
+    let request_id = header_str(headers, "box-request-id").map(str::to_owned);
+    let body = match serde_json::from_slice::<ClientError>(bytes) {
         Ok(mut body) if body.code.is_some() => {
             body.request_id = body.request_id.or(request_id);
             body

@@ -114,6 +114,83 @@ fn decode_url(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+/// Reads an XML answer of OSS.
+pub(crate) fn parse_xml<T: serde::de::DeserializeOwned>(operation: &'static str, text: &str) -> Result<T, Error> {
+    quick_xml::de::from_str(text).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
+}
+
+/// InitiateMultipartUpload's answer with its key decoded (`encoding-type=url`).
+pub(crate) fn decode_initiate(mut result: InitiateMultipartUploadResult) -> InitiateMultipartUploadResult {
+    if result.encoding_type.as_deref() == Some("url") {
+        result.key = decode_url(&result.key);
+    }
+    result
+}
+
+/// CompleteMultipartUpload's answer, when its body is OSS's document (a callback's answer is not).
+pub(crate) fn complete_result(text: &str) -> Option<CompleteMultipartUploadResult> {
+    let mut result: Option<CompleteMultipartUploadResult> = quick_xml::de::from_str(text).ok();
+    if let Some(r) = &mut result
+        && r.encoding_type.as_deref() == Some("url")
+    {
+        r.key = decode_url(&r.key);
+    }
+    result
+}
+
+/// ListParts' answer with its key decoded.
+pub(crate) fn decode_list_parts(mut result: ListPartsResult) -> ListPartsResult {
+    if result.encoding_type.as_deref() == Some("url") {
+        result.key = decode_url(&result.key);
+    }
+    result
+}
+
+/// ListMultipartUploads' answer with its keys, markers and prefixes decoded.
+pub(crate) fn decode_list_uploads(mut result: ListMultipartUploadsResult) -> ListMultipartUploadsResult {
+    if result.encoding_type.as_deref() == Some("url") {
+        for field in [&mut result.key_marker, &mut result.next_key_marker, &mut result.prefix, &mut result.delimiter]
+            .into_iter()
+            .flatten()
+        {
+            *field = decode_url(field);
+        }
+        for u in &mut result.uploads {
+            u.key = decode_url(&u.key);
+        }
+        for p in &mut result.common_prefixes {
+            p.prefix = decode_url(&p.prefix);
+        }
+    }
+    result
+}
+
+/// The most bytes of an answer document read into memory. OSS's documents are a few
+/// kilobytes (a page of parts at most a few hundred); a longer answer is not OSS's, and
+/// reading it whole would let a broken or hostile server exhaust memory.
+pub(crate) const MAX_DOCUMENT: usize = 8 << 20;
+
+/// Reads an answer's body, refusing one longer than [`MAX_DOCUMENT`] as soon as it gets there.
+pub(crate) async fn read_document(mut response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
+    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
+        return Err(Error::MalformedResponse {
+            operation,
+            detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(Error::MalformedResponse {
+                operation,
+                detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 fn http_date(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
@@ -135,6 +212,8 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
+            // A redirect would carry the security token, and a PUT's body, to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
         Ok(Self { inner: Arc::new(Inner { config, http }) })
@@ -223,8 +302,8 @@ impl Client {
         operation: &'static str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let text = response.text().await.map_err(Error::transport)?;
-        quick_xml::de::from_str(&text).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
+        let text = String::from_utf8_lossy(&read_document(response, operation).await?).into_owned();
+        parse_xml(operation, &text)
     }
 
     /// InitiateMultipartUpload: starts an upload of `key` and returns its upload id.
@@ -242,11 +321,8 @@ impl Client {
         }
         call = object_headers(call, options);
         let response = self.send(call).await?;
-        let mut result: InitiateMultipartUploadResult = Self::xml("InitiateMultipartUpload", response).await?;
-        if result.encoding_type.as_deref() == Some("url") {
-            result.key = decode_url(&result.key);
-        }
-        Ok(result)
+        let result: InitiateMultipartUploadResult = Self::xml("InitiateMultipartUpload", response).await?;
+        Ok(decode_initiate(result))
     }
 
     /// UploadPart: sends one part. `content_md5` (base64) lets OSS refuse a corrupted body.
@@ -328,15 +404,9 @@ impl Client {
         }
         let response = self.send(call).await?;
         let headers = response.headers().clone();
-        let text = response.text().await.map_err(Error::transport)?;
-        let mut result: Option<CompleteMultipartUploadResult> = quick_xml::de::from_str(&text).ok();
-        if let Some(r) = &mut result
-            && r.encoding_type.as_deref() == Some("url")
-        {
-            r.key = decode_url(&r.key);
-        }
+        let text = String::from_utf8_lossy(&read_document(response, "CompleteMultipartUpload").await?).into_owned();
         Ok(CompleteOutput {
-            result,
+            result: complete_result(&text),
             crc64: header_u64(&headers, "x-oss-hash-crc64ecma"),
             version_id: header_str(&headers, "x-oss-version-id").map(str::to_owned),
         })
@@ -366,11 +436,8 @@ impl Client {
             call = call.query("part-number-marker", m.to_string());
         }
         let response = self.send(call).await?;
-        let mut result: ListPartsResult = Self::xml("ListParts", response).await?;
-        if result.encoding_type.as_deref() == Some("url") {
-            result.key = decode_url(&result.key);
-        }
-        Ok(result)
+        let result: ListPartsResult = Self::xml("ListParts", response).await?;
+        Ok(decode_list_parts(result))
     }
 
     /// ListParts, every page.
@@ -419,23 +486,8 @@ impl Client {
             call = call.query("max-uploads", n.to_string());
         }
         let response = self.send(call).await?;
-        let mut result: ListMultipartUploadsResult = Self::xml("ListMultipartUploads", response).await?;
-        if result.encoding_type.as_deref() == Some("url") {
-            for field in
-                [&mut result.key_marker, &mut result.next_key_marker, &mut result.prefix, &mut result.delimiter]
-                    .into_iter()
-                    .flatten()
-            {
-                *field = decode_url(field);
-            }
-            for u in &mut result.uploads {
-                u.key = decode_url(&u.key);
-            }
-            for p in &mut result.common_prefixes {
-                p.prefix = decode_url(&p.prefix);
-            }
-        }
-        Ok(result)
+        let result: ListMultipartUploadsResult = Self::xml("ListMultipartUploads", response).await?;
+        Ok(decode_list_uploads(result))
     }
 
     /// PutObject: the whole object in one request, for sources below one part.
@@ -583,18 +635,35 @@ fn object_headers<'a>(mut call: Call<'a>, options: &ObjectOptions) -> Call<'a> {
 async fn service_error(response: reqwest::Response, head: bool, operation: &'static str) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let retry_after =
-        header_str(&headers, "retry-after").and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
     let text = if head {
-        header_str(&headers, "x-oss-err")
+        String::new()
+    } else {
+        match read_document(response, operation).await {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(e) => return e,
+        }
+    };
+    error_from_answer(status, &headers, head, &text, operation, SystemTime::now())
+}
+
+/// The error of an answer whose status, headers and body text were read: OSS's error document
+/// (from the body, or from `x-oss-err` for HEAD), else the status alone.
+pub(crate) fn error_from_answer(
+    status: u16,
+    headers: &HeaderMap,
+    head: bool,
+    body: &str,
+    operation: &'static str,
+    now: SystemTime,
+) -> Error {
+    let retry_after = header_str(headers, "retry-after").and_then(|v| upload_core::retry::parse_retry_after(v, now));
+    let text = if head {
+        header_str(headers, "x-oss-err")
             .and_then(|v| STANDARD.decode(v).ok())
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default()
     } else {
-        match response.text().await {
-            Ok(t) => t,
-            Err(e) => return Error::transport(e),
-        }
+        body.to_owned()
     };
     // An error without a readable document (HEAD, a proxy's HTML page) is classified by its
     // status alone.
@@ -605,8 +674,8 @@ async fn service_error(response: reqwest::Response, head: bool, operation: &'sta
         } else {
             format!("HTTP {status} with an error document that is not OSS's ({operation})")
         }),
-        request_id: header_str(&headers, "x-oss-request-id").map(str::to_owned),
-        ec: header_str(&headers, "x-oss-ec").map(str::to_owned),
+        request_id: header_str(headers, "x-oss-request-id").map(str::to_owned),
+        ec: header_str(headers, "x-oss-ec").map(str::to_owned),
         ..ErrorBody::default()
     });
     let code: ErrorCode = body.code.parse().unwrap_or(ErrorCode::Other(body.code.clone()));

@@ -139,12 +139,40 @@ fn query_string(query: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// The most bytes of an answer document read into memory. QingStor's documents are a few
+/// kilobytes (a page of parts at most a few hundred); a longer answer is not QingStor's, and
+/// reading it whole would let a broken or hostile server exhaust memory.
+pub(crate) const MAX_DOCUMENT: usize = 8 << 20;
+
+/// Reads an answer's body, refusing one longer than [`MAX_DOCUMENT`] as soon as it gets there.
+pub(crate) async fn read_document(mut response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
+    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
+        return Err(Error::MalformedResponse {
+            operation,
+            detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(Error::MalformedResponse {
+                operation,
+                detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
+            // A redirect would carry a PUT's body, and the request's date and headers, elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
         Ok(Self { inner: Arc::new((config, http)) })
@@ -229,7 +257,7 @@ impl Client {
         operation: &'static str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let bytes = response.bytes().await.map_err(Error::transport)?;
+        let bytes = read_document(response, operation).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
     }
 
@@ -466,13 +494,19 @@ impl Client {
 /// Reads QingStor's JSON error document (HEAD answers have none: the status alone is the error).
 async fn service_error(response: reqwest::Response, head: bool) -> Error {
     let status = response.status().as_u16();
-    let retry_after = header_str(response.headers(), "retry-after")
-        .and_then(|v| upload_core::retry::parse_retry_after(v, SystemTime::now()));
-    let request_id = header_str(response.headers(), "x-qs-request-id").map(str::to_owned);
-    let bytes = if head { Bytes::new() } else { response.bytes().await.unwrap_or_default() };
+    let headers = response.headers().clone();
+    let bytes = if head { Bytes::new() } else { read_document(response, "error document").await.unwrap_or_default() };
+    error_from_answer(status, &headers, &bytes, SystemTime::now())
+}
+
+/// The error of an answer whose status, headers and body were read: QingStor's JSON error
+/// document, else the status alone.
+pub(crate) fn error_from_answer(status: u16, headers: &HeaderMap, bytes: &[u8], now: SystemTime) -> Error {
+    let retry_after = header_str(headers, "retry-after").and_then(|v| upload_core::retry::parse_retry_after(v, now));
+    let request_id = header_str(headers, "x-qs-request-id").map(str::to_owned);
     // A proxy or gateway may answer with HTML or nothing at all: the status then decides
     // (classified as QingStor's code for it), and the message says what came.
-    let body = match serde_json::from_slice::<ErrorBody>(&bytes) {
+    let body = match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(body) => body,
         Err(_) => ErrorBody {
             code: fallback_code(status).into(),

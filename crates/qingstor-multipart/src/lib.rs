@@ -70,6 +70,9 @@ pub mod config;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod generated;
 pub mod signing;
 pub mod types;

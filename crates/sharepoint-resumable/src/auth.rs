@@ -122,26 +122,28 @@ impl Tokens {
             .send()
             .await
             .map_err(Error::transport)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(Error::transport)?;
-        if !status.is_success() {
-            // Only the OAuth error and its description: never the request, which holds the secret.
-            let detail = match serde_json::from_slice::<OAuthError>(&bytes) {
-                Ok(e) => match e.error_description {
-                    Some(d) => format!("HTTP {} {}: {d}", status.as_u16(), e.error),
-                    None => format!("HTTP {} {}", status.as_u16(), e.error),
-                },
-                Err(_) => format!("HTTP {} from the token endpoint", status.as_u16()),
-            };
-            return Err(Error::Auth { status: status.as_u16(), detail });
-        }
-        let granted: TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::MalformedResponse { operation: "token request", detail: e.to_string() })?;
-        Ok(Granted {
-            token: Secret::new(granted.access_token),
-            expires_in: granted.expires_in.map(Duration::from_secs),
-        })
+        let status = response.status().as_u16();
+        let bytes = crate::client::read_document(response, "token").await?;
+        token_answer(status, &bytes)
     }
+}
+
+/// Reads the token endpoint's answer: the access token granted, or the OAuth error (only its
+/// code and description: never the request, which holds the secret).
+pub(crate) fn token_answer(status: u16, bytes: &[u8]) -> Result<Granted, Error> {
+    if !(200..300).contains(&status) {
+        let detail = match serde_json::from_slice::<OAuthError>(bytes) {
+            Ok(e) => match e.error_description {
+                Some(d) => format!("HTTP {status} {}: {d}", e.error),
+                None => format!("HTTP {status} {}", e.error),
+            },
+            Err(_) => format!("HTTP {status} from the token endpoint"),
+        };
+        return Err(Error::Auth { status, detail });
+    }
+    let granted: TokenResponse = serde_json::from_slice(bytes)
+        .map_err(|e| Error::MalformedResponse { operation: "token request", detail: e.to_string() })?;
+    Ok(Granted { token: Secret::new(granted.access_token), expires_in: granted.expires_in.map(Duration::from_secs) })
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ async fn service_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let wait = retry_after(response.headers());
     let request_id = header_str(response.headers(), "request-id").map(str::to_owned);
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = read_document(response, "error document").await.unwrap_or_default();
     match ServiceError::from_document(status, &bytes, request_id.clone(), wait) {
         Some(e) => e.into(),
         None => ServiceError {
@@ -208,6 +208,32 @@ fn fallback_code(status: u16) -> ErrorCode {
         s if s >= 500 => ErrorCode::GeneralException,
         _ => ErrorCode::InvalidRequest,
     }
+}
+
+/// The most bytes of an answer document read into memory. Graph's documents are a few
+/// kilobytes (a page of parts at most a few hundred); a longer answer is not Graph's, and
+/// reading it whole would let a broken or hostile server exhaust memory.
+pub(crate) const MAX_DOCUMENT: usize = 8 << 20;
+
+/// Reads an answer's body, refusing one longer than [`MAX_DOCUMENT`] as soon as it gets there.
+pub(crate) async fn read_document(mut response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
+    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
+        return Err(Error::MalformedResponse {
+            operation,
+            detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(Error::MalformedResponse {
+                operation,
+                detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 impl Client {
@@ -308,7 +334,7 @@ impl Client {
         operation: &'static str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let bytes = response.bytes().await.map_err(Error::transport)?;
+        let bytes = read_document(response, operation).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
     }
 
@@ -371,7 +397,7 @@ impl Client {
         match response.status().as_u16() {
             202 => Ok(Fragment::Accepted(Self::json("upload fragment", response).await?)),
             200 | 201 => {
-                let bytes = response.bytes().await.map_err(Error::transport)?;
+                let bytes = read_document(response, "upload fragment").await?;
                 // The item; some services repeat the session instead (then it is not done).
                 match serde_json::from_slice::<DriveItem>(&bytes) {
                     Ok(item) => Ok(Fragment::Done(Box::new(item))),

@@ -22,7 +22,7 @@ use upload_core::Secret;
 use upload_core::token::{Granted, TokenCache};
 
 use crate::auth::Tokens;
-use crate::client::{header_str, retry_after};
+use crate::client::{header_str, read_document, retry_after};
 use crate::config::{RestAuth, RestConfig};
 use crate::error::{Error, InvalidInput, RestServiceError, rest_codes};
 use crate::types::{ContextWebInformation, SpFile, UploadStatus};
@@ -159,6 +159,30 @@ fn int64(value: &serde_json::Value) -> Option<u64> {
     }
 }
 
+fn document(operation: &'static str, bytes: &[u8]) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
+}
+
+/// An entity answer of `method` (`SP.File`, the context information, an upload's status), in
+/// whichever OData flavour it came.
+pub(crate) fn parse_entity<T: serde::de::DeserializeOwned>(
+    operation: &'static str,
+    method: &str,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    let value = unwrap_odata(document(operation, bytes)?, method);
+    serde_json::from_value(value).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
+}
+
+/// The bytes-received answer (an Int64) of StartUpload or ContinueUpload, in any OData flavour.
+pub(crate) fn parse_offset(operation: &'static str, method: &str, bytes: &[u8]) -> Result<u64, Error> {
+    let value = unwrap_odata(document(operation, bytes)?, method);
+    int64(&value).ok_or_else(|| Error::MalformedResponse {
+        operation,
+        detail: format!("expected the bytes received (an Int64), got {value}"),
+    })
+}
+
 impl SpFile {
     /// The size in bytes (`Length`, an Int64 sent as a string).
     pub fn len(&self) -> Option<u64> {
@@ -206,7 +230,7 @@ async fn rest_error(response: reqwest::Response) -> Error {
     let wait = retry_after(headers);
     let request_id =
         header_str(headers, "sprequestguid").or_else(|| header_str(headers, "request-id")).map(str::to_owned);
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = read_document(response, "error document").await.unwrap_or_default();
     RestServiceError::from_document(status, &bytes, request_id.clone(), wait)
         .unwrap_or_else(|| RestServiceError {
             status,
@@ -348,26 +372,18 @@ impl RestClient {
         }
     }
 
-    async fn document(operation: &'static str, response: reqwest::Response) -> Result<serde_json::Value, Error> {
-        let bytes = response.bytes().await.map_err(Error::transport)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
-    }
-
     async fn entity<T: serde::de::DeserializeOwned>(
         operation: &'static str,
         method: &str,
         response: reqwest::Response,
     ) -> Result<T, Error> {
-        let value = unwrap_odata(Self::document(operation, response).await?, method);
-        serde_json::from_value(value).map_err(|e| Error::MalformedResponse { operation, detail: e.to_string() })
+        let bytes = read_document(response, operation).await?;
+        parse_entity(operation, method, &bytes)
     }
 
     async fn offset(operation: &'static str, method: &str, response: reqwest::Response) -> Result<u64, Error> {
-        let value = unwrap_odata(Self::document(operation, response).await?, method);
-        int64(&value).ok_or_else(|| Error::MalformedResponse {
-            operation,
-            detail: format!("expected the bytes received (an Int64), got {value}"),
-        })
+        let bytes = read_document(response, operation).await?;
+        parse_offset(operation, method, &bytes)
     }
 
     /// `Files/AddUsingPath(DecodedUrl=…,Overwrite=…)` on a folder (server-relative): creates the

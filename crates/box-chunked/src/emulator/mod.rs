@@ -510,6 +510,20 @@ fn content_range(value: &str) -> Option<(u64, u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
+/// The emulator's request parsing on its own, for the fuzz tests: the route of `method` and
+/// `path` on each host (API, upload, session), named with the id in the path.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn route_for_fuzzing(method: &str, path: &str) -> [Option<(String, Option<String>)>; 3] {
+    [Host::Api, Host::Upload, Host::Session]
+        .map(|host| route(host, method, path).map(|(op, id)| (format!("{op:?}"), id)))
+}
+
+/// The emulator's `Content-Range` parsing on its own, for the fuzz tests.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn content_range_for_fuzzing(value: &str) -> Option<(u64, u64, u64)> {
+    content_range(value)
+}
+
 async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>) -> Result<Reply, Dropped> {
     let Some(shared) = shared else { return Ok(empty(503)) };
     let method = req.method().as_str().to_owned();

@@ -152,6 +152,19 @@ pub(crate) struct QsFault {
     retry_after: Option<u64>,
 }
 
+/// The signature check of the emulator on its own, for the fuzz tests: the access key that
+/// signed `req`, or the refusal's status and code.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn verify_for_fuzzing(
+    req: &SignableRequest,
+    keys: &[(String, String)],
+    now: SystemTime,
+    check_time: bool,
+) -> Result<String, (u16, String)> {
+    let keys: HashMap<String, String> = keys.iter().cloned().collect();
+    auth::verify(req, &keys, now, check_time).map_err(|f| (f.status, f.code))
+}
+
 impl QsFault {
     pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
         Self { status, code: code.into(), message: message.into(), retry_after: None }

@@ -435,8 +435,11 @@ fn parse_literal(text: &str, aliases: &[(String, String)], alias_allowed: bool) 
     if text.starts_with('\'') {
         return quoted(text).map(Value::Str).ok_or_else(|| format!("The string literal {text} is malformed."));
     }
-    if text.len() > 4 && text[..4].eq_ignore_ascii_case("guid") && text[4..].starts_with('\'') {
-        return quoted(&text[4..]).map(Value::Guid).ok_or_else(|| format!("The guid literal {text} is malformed."));
+    // `get`, not indexing: the text is decoded user input, and byte 4 may fall inside a character.
+    if let Some(rest) = text.get(..4).filter(|p| p.eq_ignore_ascii_case("guid")).and_then(|_| text.get(4..))
+        && rest.starts_with('\'')
+    {
+        return quoted(rest).map(Value::Guid).ok_or_else(|| format!("The guid literal {text} is malformed."));
     }
     if let Some(alias) = text.strip_prefix('@') {
         if !alias_allowed {
@@ -684,8 +687,12 @@ pub(super) fn split_site(sites: &[(String, String)], decoded: &str) -> Option<(u
 pub(super) fn library_path(site: &str, given: &str) -> Option<String> {
     let mut given = given.trim();
     for scheme in ["https://", "http://"] {
-        if given.len() > scheme.len() && given[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            given = given[scheme.len()..].find('/').map_or("/", |i| &given[scheme.len() + i..]);
+        // `get`, not indexing: the end of the scheme may fall inside a character of user input.
+        if given.len() > scheme.len()
+            && let Some(rest) =
+                given.get(..scheme.len()).filter(|h| h.eq_ignore_ascii_case(scheme)).and(given.get(scheme.len()..))
+        {
+            given = rest.find('/').map_or("/", |i| &rest[i..]);
         }
     }
     let strip = |s: &str, prefix: &str| -> Option<String> {
