@@ -892,3 +892,33 @@ async fn a_chunked_body_without_a_length_is_not_read_past_the_60_mib_limit() {
 fn session_url(session: &sharepoint_resumable::types::UploadSession) -> Secret {
     Secret::new(session.upload_url.clone().unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_is_reported_when_the_caller_does_not_allow_a_restart() {
+    let emu = emulator().await;
+    emu.inject(Fault {
+        operation: Some(Operation::UploadFragment),
+        part_number: None,
+        times: 1000,
+        action: FaultAction::Delay(Duration::from_millis(100)),
+    });
+    let data = Bytes::from(pattern(6 * FRAGMENT as usize, 9));
+    let strict = UploadOptions { restart_gone_session: false, ..options(1) };
+    let uploader = Uploader::new(client(&emu)).with_options(strict);
+    let mut upload = uploader.upload(Drive::Me, Item::Path("strict.bin".into()), Source::bytes(data.clone())).unwrap();
+    assert!(matches!(upload.step(Duration::from_millis(250)).await.unwrap(), Step::Pending { .. }));
+    let state = upload.into_state().unwrap();
+    emu.expire_sessions();
+    let mut resumed = uploader.resume(Source::bytes(data.clone()), state.clone());
+    let err = resumed.run().await.unwrap_err();
+    assert!(matches!(err, UploadError::SessionGone { .. }), "{err}");
+    assert!(err.to_string().contains("session is gone"), "{err}");
+    let creates = || emu.requests().iter().filter(|r| r.operation == Some(Operation::CreateUploadSession)).count();
+    assert_eq!(creates(), 1, "no new session without the caller's leave");
+    // With the default, the same state starts over and finishes.
+    let done =
+        Uploader::new(client(&emu)).with_options(options(1)).resume(Source::bytes(data.clone()), state).run().await;
+    assert_eq!(done.unwrap().output.size, Some(data.len() as u64));
+    assert_eq!(creates(), 2);
+    assert_eq!(emu.item_content("drive-1", "strict.bin").unwrap(), data);
+}

@@ -67,6 +67,10 @@ pub struct UploadOptions {
     /// Cancels the upload promptly: parts in flight are dropped (on resume the server is asked
     /// which of them it stored), the state is saved and stays resumable.
     pub cancel: CancellationToken,
+    /// When a resumed session is gone from the server (expired, aborted, or finished after a
+    /// crash and not found), start a new one from the first byte (the default); `false` reports
+    /// [`UploadError::SessionGone`] instead and keeps the state, for callers that must decide.
+    pub restart_gone_session: bool,
 }
 
 impl Default for UploadOptions {
@@ -80,6 +84,7 @@ impl Default for UploadOptions {
             checkpoint_interval: Duration::from_secs(1),
             observer: None,
             cancel: CancellationToken::new(),
+            restart_gone_session: true,
         }
     }
 }
@@ -94,6 +99,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("checkpoint", &self.checkpoint)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("observer", &self.observer.as_ref().map(|_| "Fn(&Event)"))
+            .field("restart_gone_session", &self.restart_gone_session)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +198,13 @@ pub enum UploadError<E: std::error::Error + 'static> {
     /// The upload was cancelled through its token. The state is resumable.
     #[error("the upload was cancelled; its state can be resumed")]
     Cancelled,
+    /// The vendor no longer has the resumed session (expired, aborted, or gone for another
+    /// reason), and [`UploadOptions::restart_gone_session`] is off: nothing was sent.
+    #[error("the upload session is gone from the server ({reason}); starting again sends every byte anew")]
+    SessionGone {
+        /// What the server said.
+        reason: String,
+    },
 }
 
 impl<E: std::error::Error + 'static> UploadError<E> {
@@ -523,6 +536,9 @@ impl<P: Protocol> Upload<P> {
     async fn prepare(&mut self) -> Result<(), Error<P>> {
         if self.state.is_some() && !self.reconciled {
             let Some(reason) = self.resume_session().await? else { return Ok(()) };
+            if !self.options.restart_gone_session {
+                return Err(UploadError::SessionGone { reason });
+            }
             if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
                 return Err(UploadError::StateCorrupt(format!(
                     "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
