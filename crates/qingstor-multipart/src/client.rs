@@ -139,30 +139,12 @@ fn query_string(query: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// The most bytes of an answer document read into memory. QingStor's documents are a few
-/// kilobytes (a page of parts at most a few hundred); a longer answer is not QingStor's, and
-/// reading it whole would let a broken or hostile server exhaust memory.
-pub(crate) const MAX_DOCUMENT: usize = 8 << 20;
-
-/// Reads an answer's body, refusing one longer than [`MAX_DOCUMENT`] as soon as it gets there.
-pub(crate) async fn read_document(mut response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
-    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
-        return Err(Error::MalformedResponse {
-            operation,
-            detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
-        });
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(Error::MalformedResponse {
-                operation,
-                detail: format!("an answer of more than {MAX_DOCUMENT} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+/// Reads an answer's body, at most [`upload_core::http::MAX_DOCUMENT`] bytes.
+pub(crate) async fn read_document(response: reqwest::Response, operation: &'static str) -> Result<Bytes, Error> {
+    upload_core::http::read_document(response).await.map_err(|e| match e {
+        upload_core::http::DocumentError::TooLong => Error::MalformedResponse { operation, detail: e.to_string() },
+        upload_core::http::DocumentError::Transport(t) => Error::transport(t),
+    })
 }
 
 impl Client {

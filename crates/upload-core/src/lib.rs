@@ -69,6 +69,9 @@ pub mod checkpoint;
 pub mod emulator;
 pub mod engine;
 pub mod hash;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod plan;
 pub mod progress;
 pub mod protocol;
