@@ -656,3 +656,86 @@ async fn discard_mode_checks_content_md5_and_directory_collisions_are_invalid_na
     let leftovers: Vec<_> = std::fs::read_dir(dir.join(".uploads")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().starts_with("assemble-")), "{leftovers:?}");
 }
+
+/// The requests since `from` in the emulator's log, and the refused ones among them.
+fn refused_since(emu: &Emulator, from: usize) -> (usize, Vec<oss_multipart::emulator::LoggedRequest>) {
+    let log = emu.requests();
+    let refused = log[from..].iter().filter(|r| r.status >= 300).cloned().collect();
+    (log.len() - from, refused)
+}
+
+/// A server clock 30 minutes ahead of this machine's, or behind it: beyond OSS's 15 minutes.
+/// Each client (V1 and V4) is refused once with RequestTimeTooSkewed, learns the offset from the
+/// answer's Date, signs that request again and everything after it with the corrected time: the
+/// upload goes through with one refused request, not one per part. A client that only presigns
+/// cannot learn the offset by itself: its URLs are refused until one corrected call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_local_clock_is_corrected_after_one_refused_request() {
+    let data = Bytes::from(pattern(MIB as usize + 4321, 21));
+    for minutes in [30i64, -30] {
+        let skew = chrono::Duration::minutes(minutes);
+        let emu = Emulator::start(EmulatorConfig { clock_offset: skew, ..EmulatorConfig::default() }).await.unwrap();
+        for version in [SignatureVersion::V1, SignatureVersion::V4] {
+            let what = format!("server {minutes:+} min, {version:?}");
+            let c = client(&emu, version);
+            assert_eq!(c.clock_offset(), chrono::Duration::zero());
+            let from = emu.requests().len();
+            let uploader = Uploader::new(c.clone()).with_options(quick_options());
+            let key = format!("skewed {minutes} {version:?}.bin");
+            let mut upload = uploader.upload("bucket", &key, Source::bytes(data.clone())).unwrap();
+            let done = upload.run().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!((done.report.parts_uploaded, done.report.part_requests), (5, 5), "{what}");
+            assert_eq!(emu.object("bucket", &key).unwrap(), data, "{what}");
+            let log = emu.requests();
+            let (sent, refused) = refused_since(&emu, from);
+            assert_eq!(refused.len(), 1, "{what}: {refused:?}");
+            assert_eq!(log[from].error_code.as_deref(), Some("RequestTimeTooSkewed"), "{what}");
+            assert_eq!(log[from].operation, Some(Operation::InitiateMultipartUpload), "{what}");
+            // Initiate twice, 5 parts, Complete, and whatever checks the uploader makes.
+            assert!(sent >= 8, "{what}: {sent}");
+            assert!((c.clock_offset() - skew).num_seconds().abs() <= 2, "{what}: {:?}", c.clock_offset());
+            // Clones share the offset: no more refusals.
+            let from = emu.requests().len();
+            c.clone().head_object("bucket", &key).await.unwrap();
+            assert!(refused_since(&emu, from).1.is_empty(), "{what}");
+        }
+
+        // A fresh client used only to presign: its clock is 30 minutes off, so its URLs are
+        // refused (except a V1 URL dated 30 minutes late, which simply lasts longer); after one
+        // call, corrected as above, they are accepted.
+        let browser = client(&emu, SignatureVersion::V4);
+        for version in [SignatureVersion::V1, SignatureVersion::V4] {
+            let what = format!("presign, server {minutes:+} min, {version:?}");
+            let fresh = client(&emu, version);
+            let key = format!("presigned {minutes} {version:?}.txt");
+            let presign = |c: &Client| c.presign("PUT", "bucket", &key, &[], &[], Duration::from_secs(600)).unwrap();
+            let early = browser.send_presigned(&presign(&fresh), Bytes::from_static(b"early")).await;
+            if minutes < 0 && version == SignatureVersion::V1 {
+                early.unwrap_or_else(|e| panic!("{what}: {e}"));
+            } else {
+                let err = early.unwrap_err();
+                assert_eq!(err.status(), Some(403), "{what}: {err}");
+            }
+            let from = emu.requests().len();
+            fresh.list_multipart_uploads("bucket", &ListUploadsPage::default()).await.unwrap();
+            assert_eq!(refused_since(&emu, from), (2, vec![emu.requests()[from].clone()]), "{what}");
+            browser.send_presigned(&presign(&fresh), Bytes::from_static(b"on time")).await.unwrap();
+            assert_eq!(emu.object("bucket", &key).unwrap(), Bytes::from_static(b"on time"), "{what}");
+        }
+    }
+}
+
+/// A stale offset (the server's clock was set right meanwhile) is corrected the same way, and
+/// an emulator without an offset keeps refusing what is really skewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_clock_offset_is_corrected_again() {
+    let emu = emulator().await;
+    let c = client(&emu, SignatureVersion::V4);
+    c.set_clock_offset(chrono::Duration::hours(2));
+    c.initiate_multipart_upload("bucket", "stale.bin", &ObjectOptions::default()).await.unwrap();
+    assert!(c.clock_offset().num_seconds().abs() <= 2, "{:?}", c.clock_offset());
+    let log = emu.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].error_code.as_deref(), Some("RequestTimeTooSkewed"));
+    assert_eq!(log[1].status, 200);
+}

@@ -979,3 +979,76 @@ async fn the_official_vectors_pass_the_emulators_signature_check() {
         "{codes:?}"
     );
 }
+
+/// The requests since `from` in the emulator's log, and the refused ones among them.
+fn refused_since(emu: &Emulator, from: usize) -> (usize, Vec<qingstor_multipart::emulator::LoggedRequest>) {
+    let log = emu.requests();
+    let refused = log[from..].iter().filter(|r| r.status >= 300).cloned().collect();
+    (log.len() - from, refused)
+}
+
+/// A server clock 30 minutes ahead of this machine's, or behind it: beyond QingStor's 15
+/// minutes. The client is refused once with `request_expired`, learns the offset from the
+/// answer's Date, signs that request again and everything after it with the corrected time: the
+/// upload goes through with one refused request, not one per part. A client that only presigns
+/// cannot learn the offset by itself: its URLs are refused until one corrected call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_local_clock_is_corrected_after_one_refused_request() {
+    let data = Bytes::from(pattern(9 * MIB as usize + 4321, 21));
+    for minutes in [30i64, -30] {
+        let what = format!("server {minutes:+} min");
+        let skew = chrono::Duration::minutes(minutes);
+        let emu = Emulator::start(EmulatorConfig { clock_offset: skew, ..EmulatorConfig::default() }).await.unwrap();
+        let c = client(&emu);
+        assert_eq!(c.clock_offset(), chrono::Duration::zero());
+        let uploader = Uploader::new(c.clone()).with_options(quick_options());
+        let key = format!("skewed {minutes}.bin");
+        let mut upload = uploader.upload("bucket", &key, Source::bytes(data.clone())).unwrap();
+        let done = upload.run().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!((done.report.parts_uploaded, done.report.part_requests), (3, 3), "{what}");
+        assert_eq!(emu.object("bucket", &key).unwrap(), data, "{what}");
+        let log = emu.requests();
+        let (sent, refused) = refused_since(&emu, 0);
+        assert_eq!(refused.len(), 1, "{what}: {refused:?}");
+        assert_eq!(log[0].error_code.as_deref(), Some("request_expired"), "{what}");
+        assert_eq!(log[0].operation, Some(Operation::InitiateMultipartUpload), "{what}");
+        // Initiate twice, 3 parts, Complete, and whatever checks the uploader makes.
+        assert!(sent >= 6, "{what}: {sent}");
+        assert_eq!(successful_part_uploads(&emu).values().sum::<u32>(), 3, "{what}");
+        assert!((c.clock_offset() - skew).num_seconds().abs() <= 2, "{what}: {:?}", c.clock_offset());
+        // Clones share the offset: no more refusals.
+        let from = emu.requests().len();
+        c.clone().head_object("bucket", &key).await.unwrap();
+        assert!(refused_since(&emu, from).1.is_empty(), "{what}");
+
+        // A fresh client used only to presign: with the server 30 minutes ahead its URLs have
+        // expired before they are made (30 minutes behind, they simply last longer); after one
+        // call, corrected as above, they are accepted.
+        let browser = reqwest::Client::new();
+        let fresh = client(&emu);
+        let presign = |c: &Client| c.presign("GET", "bucket", &key, &[], &[], Duration::from_secs(600)).unwrap();
+        let early = browser.get(presign(&fresh).url.expose()).send().await.unwrap();
+        let expected = if minutes > 0 { 403 } else { 200 };
+        assert_eq!(early.status().as_u16(), expected, "{what}: {}", early.text().await.unwrap());
+        let from = emu.requests().len();
+        fresh.list_multipart_uploads("bucket", None, None, None, None).await.unwrap();
+        assert_eq!(refused_since(&emu, from), (2, vec![emu.requests()[from].clone()]), "{what}");
+        let response = browser.get(presign(&fresh).url.expose()).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{what}");
+        assert_eq!(response.bytes().await.unwrap(), data, "{what}");
+    }
+}
+
+/// A stale offset (the server's clock was set right meanwhile) is corrected the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_clock_offset_is_corrected_again() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    c.set_clock_offset(chrono::Duration::hours(-2));
+    c.initiate_multipart_upload("bucket", "stale.bin", None).await.unwrap();
+    assert!(c.clock_offset().num_seconds().abs() <= 2, "{:?}", c.clock_offset());
+    let log = emu.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].error_code.as_deref(), Some("request_expired"));
+    assert_eq!(log[1].status, 200);
+}

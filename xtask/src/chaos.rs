@@ -268,7 +268,8 @@ struct Tally {
     verified: u64,
     kills: u64,
     resumes_after_kill: u64,
-    resent_per_kill: Vec<u64>,
+    /// (trial, bytes re-sent per kill).
+    resent_per_kill: Vec<(u64, u64)>,
     bound: u64,
     failures: Vec<String>,
 }
@@ -353,7 +354,7 @@ fn trial(
         // Bodies beyond the file's size: what was in flight when a process died, sent again
         // (plus the few small bodies of session calls).
         let resent = (after - before).saturating_sub(len);
-        tally.resent_per_kill.push(resent / kills);
+        tally.resent_per_kill.push((index, resent / kills));
     }
     let _ = std::fs::remove_dir_all(&trial_dir);
     let _ = std::fs::remove_file(&stored);
@@ -395,15 +396,16 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             trial(&exe, &mut emulators, &dir, v, seed, index, &mut tally)?;
         }
         // Session calls carry small bodies of their own (XML and JSON): 64 KiB of slack.
-        let over: Vec<u64> = tally.resent_per_kill.iter().copied().filter(|r| *r > tally.bound + (64 << 10)).collect();
-        if !over.is_empty() {
+        for (index, resent) in tally.resent_per_kill.iter().filter(|(_, r)| *r > tally.bound + (64 << 10)) {
             tally.failures.push(format!(
-                "{}: {} kills re-sent more than the bound: {over:?} bytes",
+                "{} trial {index}: {resent} bytes sent again per kill, over the bound of {} bytes; replay: cargo xtask chaos --seed {seed} --vendor {} --trials {}",
                 v.name,
-                over.len()
+                tally.bound,
+                v.name,
+                index + 1
             ));
         }
-        let mut sorted = tally.resent_per_kill.clone();
+        let mut sorted: Vec<u64> = tally.resent_per_kill.iter().map(|(_, r)| *r).collect();
         sorted.sort_unstable();
         let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
         let max = sorted.last().copied().unwrap_or(0);

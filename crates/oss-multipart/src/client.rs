@@ -1,6 +1,7 @@
 //! The operations layer: one method per OSS call, stateless, typed in and out.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -51,6 +52,7 @@ fn check_part_number(n: u32) -> Result<(), InvalidInput> {
 }
 
 /// A request before signing.
+#[derive(Clone)]
 struct Call<'a> {
     operation: &'static str,
     method: Method,
@@ -94,6 +96,9 @@ pub struct Client {
 struct Inner {
     config: Config,
     http: reqwest::Client,
+    /// The server's clock minus the local one, in milliseconds: 0 until OSS refuses a request
+    /// with RequestTimeTooSkewed, then learned from its answer and added to every signing time.
+    clock_offset_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Client {
@@ -177,6 +182,48 @@ fn http_date(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
+/// `t` moved by `ms` milliseconds (either way).
+fn shift(t: SystemTime, ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 { t.checked_add(d) } else { t.checked_sub(d) }.unwrap_or(t)
+}
+
+/// Milliseconds from `from` to `to` (negative when `to` is earlier).
+fn millis_between(from: SystemTime, to: SystemTime) -> i64 {
+    match to.duration_since(from) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+/// A server time that can be trusted to correct the local clock: readable, and not the epoch
+/// or another obviously unset clock (a server once answered `Date: … 1970`).
+fn plausible(t: chrono::DateTime<chrono::Utc>) -> Option<SystemTime> {
+    (t.timestamp() >= 946_684_800).then(|| t.into())
+}
+
+/// The server's clock at the time of a RequestTimeTooSkewed answer: its `Date` header, else the
+/// error document's `ServerTime`.
+fn server_time(date_header: Option<&str>, error: &Error) -> Option<SystemTime> {
+    let from_header = date_header
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
+        .and_then(|t| plausible(t.with_timezone(&chrono::Utc)));
+    from_header.or_else(|| match error {
+        Error::Service(e) => e
+            .body
+            .server_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+            .and_then(|t| plausible(t.with_timezone(&chrono::Utc))),
+        _ => None,
+    })
+}
+
+/// OSS refused the request because its signing time is too far from the server's clock.
+fn is_clock_skew(error: &Error) -> bool {
+    matches!(error, Error::Service(e) if e.status == 403 && e.code == ErrorCode::RequestTimeTooSkewed)
+}
+
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -198,12 +245,33 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
-        Ok(Self { inner: Arc::new(Inner { config, http }) })
+        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset_ms: AtomicI64::new(0) }) })
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// How far OSS's clock is from the local one (positive: OSS is ahead), as this client (and
+    /// its clones) learned it: zero until OSS refuses a request with RequestTimeTooSkewed. When
+    /// that happens the client reads the server's `Date` (else the error's `ServerTime`), keeps
+    /// the difference, and signs that request again and every later one, and presigned URLs,
+    /// with the local clock plus this offset, as the official SDKs do.
+    pub fn clock_offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.inner.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the offset of [`Client::clock_offset`], for a process that knows OSS's clock
+    /// already (a client that only presigns URLs never gets a RequestTimeTooSkewed to learn
+    /// it from).
+    pub fn set_clock_offset(&self, offset: chrono::Duration) {
+        self.inner.clock_offset_ms.store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// The time to sign with: the local clock corrected by the learned offset.
+    fn now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.inner.clock_offset_ms.load(Ordering::Relaxed))
     }
 
     fn url(&self, bucket: Option<&str>, key: Option<&str>, query: &[(String, String)]) -> Result<reqwest::Url, Error> {
@@ -254,30 +322,46 @@ impl Client {
         Ok(())
     }
 
-    async fn send(&self, mut call: Call<'_>) -> Result<reqwest::Response, Error> {
+    async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, Error> {
         if let Some(b) = call.bucket {
             validate_bucket(b)?;
         }
         if let Some(k) = call.key {
             validate_key(k)?;
         }
-        self.sign(&mut call, SystemTime::now())?;
-        let url = self.url(call.bucket, call.key, &call.query)?;
-        let mut request = self.inner.http.request(call.method.clone(), url);
-        for (name, value) in &call.headers {
-            request = request.header(name.as_str(), value.as_str());
+        let mut corrected = false;
+        loop {
+            let mut attempt = call.clone();
+            self.sign(&mut attempt, self.now())?;
+            let url = self.url(attempt.bucket, attempt.key, &attempt.query)?;
+            let mut request = self.inner.http.request(attempt.method.clone(), url);
+            for (name, value) in &attempt.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            if attempt.body.len() < (1 << 20) {
+                // Calls without a large body get an overall timeout; part uploads get the engine's
+                // per-attempt timeout instead, which knows the part size.
+                request = request.timeout(CALL_TIMEOUT);
+            }
+            let head = attempt.method == Method::HEAD;
+            let response = request.body(attempt.body).send().await.map_err(Error::transport)?;
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let received = SystemTime::now();
+            let date = header_str(response.headers(), "date").map(str::to_owned);
+            let error = service_error(response, head, call.operation).await;
+            // A skewed local clock: learn the server's from this answer and sign again, once.
+            if !corrected
+                && is_clock_skew(&error)
+                && let Some(server) = server_time(date.as_deref(), &error)
+            {
+                self.inner.clock_offset_ms.store(millis_between(received, server), Ordering::Relaxed);
+                corrected = true;
+                continue;
+            }
+            return Err(error);
         }
-        if call.body.len() < (1 << 20) {
-            // Calls without a large body get an overall timeout; part uploads get the engine's
-            // per-attempt timeout instead, which knows the part size.
-            request = request.timeout(CALL_TIMEOUT);
-        }
-        let head = call.method == Method::HEAD;
-        let response = request.body(call.body).send().await.map_err(Error::transport)?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        Err(service_error(response, head, call.operation).await)
     }
 
     async fn xml<T: serde::de::DeserializeOwned>(
@@ -510,7 +594,9 @@ impl Client {
 
     /// A presigned request that anyone holding the URL may send until it expires, without the
     /// secret: V1 (`Expires`) or V4 (`x-oss-expires`, at most 7 days) as configured. `headers`
-    /// (such as `Content-MD5` or `Content-Type`) are signed and must be sent as given.
+    /// (such as `Content-MD5` or `Content-Type`) are signed and must be sent as given. The
+    /// signing time is the local clock plus [`Client::clock_offset`]: a client whose clock is
+    /// skewed presigns valid URLs once it has learned the offset from one refused call.
     pub fn presign(
         &self,
         method: &str,
@@ -520,7 +606,7 @@ impl Client {
         headers: &[(&str, &str)],
         expires_in: Duration,
     ) -> Result<PresignedRequest, Error> {
-        self.presign_at(method, bucket, key, query, headers, expires_in, SystemTime::now())
+        self.presign_at(method, bucket, key, query, headers, expires_in, self.now())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -746,6 +832,33 @@ mod tests {
                 .to_string()
                 .contains("7 days")
         );
+    }
+
+    #[test]
+    fn the_clock_offset_comes_from_a_plausible_server_time() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_702_781_677);
+        assert_eq!(millis_between(t, shift(t, -1_800_000)), -1_800_000);
+        assert_eq!(millis_between(t, shift(t, 1_800_500)), 1_800_500);
+        let skewed = |server_time: Option<&str>| {
+            Error::from(ServiceError {
+                status: 403,
+                code: ErrorCode::RequestTimeTooSkewed,
+                body: crate::types::ErrorBody {
+                    code: "RequestTimeTooSkewed".into(),
+                    server_time: server_time.map(str::to_owned),
+                    ..Default::default()
+                },
+                retry_after: None,
+            })
+        };
+        assert!(is_clock_skew(&skewed(None)));
+        let date = Some("Sun, 17 Dec 2023 02:54:37 GMT");
+        assert_eq!(server_time(date, &skewed(None)), Some(t));
+        // The epoch (an unset server clock) is no correction; ServerTime is the fallback.
+        let epoch = Some("Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(server_time(epoch, &skewed(None)), None);
+        assert_eq!(server_time(epoch, &skewed(Some("2023-12-17T02:54:37.000Z"))), Some(t));
+        assert_eq!(server_time(Some("garbage"), &skewed(Some("also garbage"))), None);
     }
 
     #[test]

@@ -169,6 +169,10 @@ impl From<ServiceError> for Error {
 impl Classify for Error {
     fn is_retryable(&self) -> bool {
         match self {
+            // The client corrects its clock from the answer and signs again by itself; a skew
+            // error that still comes out (no usable server time, or refused again) would only
+            // be refused the same way on every retry.
+            Error::Service(e) if e.code == ErrorCode::RequestTimeTooSkewed => false,
             Error::Service(e) => e.code.is_retryable() || upload_core::retry::status_is_retryable(e.status),
             // A body cut off while it was read is a decode error in reqwest: retry it too.
             Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode(),
@@ -238,7 +242,8 @@ mod tests {
             })
         };
         assert!(service(503, "ServiceUnavailable").is_retryable());
-        assert!(service(403, "RequestTimeTooSkewed").is_retryable());
+        // Corrected inside the client (one re-signed request); what comes out is final.
+        assert!(!service(403, "RequestTimeTooSkewed").is_retryable());
         assert!(!service(404, "NoSuchUpload").is_retryable());
         assert!(!service(400, "UnreadableError").is_retryable());
         assert!(service(502, "UnreadableError").is_retryable());

@@ -2,6 +2,7 @@
 //! QingStor's names.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -86,6 +87,7 @@ impl std::fmt::Debug for PresignedRequest {
 }
 
 /// A request before signing.
+#[derive(Clone)]
 struct Call<'a> {
     operation: &'static str,
     method: Method,
@@ -115,13 +117,49 @@ impl<'a> Call<'a> {
 /// A QingStor client: configuration plus a connection pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<(Config, reqwest::Client)>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    http: reqwest::Client,
+    /// The server's clock minus the local one, in milliseconds: 0 until QingStor refuses a
+    /// request with `request_expired`, then learned from its `Date` and added to every signing
+    /// time.
+    clock_offset_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.inner.0).finish_non_exhaustive()
+        f.debug_struct("Client").field("config", &self.inner.config).finish_non_exhaustive()
     }
+}
+
+/// `t` moved by `ms` milliseconds (either way).
+fn shift(t: SystemTime, ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 { t.checked_add(d) } else { t.checked_sub(d) }.unwrap_or(t)
+}
+
+/// Milliseconds from `from` to `to` (negative when `to` is earlier).
+fn millis_between(from: SystemTime, to: SystemTime) -> i64 {
+    match to.duration_since(from) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+/// The server's clock from its `Date` header, when it is readable and not the epoch or another
+/// obviously unset clock.
+fn server_time(date_header: Option<&str>) -> Option<SystemTime> {
+    let t = chrono::DateTime::parse_from_rfc2822(date_header?.trim()).ok()?.with_timezone(&chrono::Utc);
+    (t.timestamp() >= 946_684_800).then(|| t.into())
+}
+
+/// QingStor refused a header-signed request for its date: `403 request_expired` (QingStor has
+/// no separate skew code; on a request signed in its header it means the 15-minute rule).
+fn is_clock_skew(error: &Error) -> bool {
+    matches!(error, Error::Service(e) if e.status == 403 && e.code == ErrorCode::RequestExpired)
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -157,12 +195,32 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
-        Ok(Self { inner: Arc::new((config, http)) })
+        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset_ms: AtomicI64::new(0) }) })
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.inner.0
+        &self.inner.config
+    }
+
+    /// How far QingStor's clock is from the local one (positive: QingStor is ahead), as this
+    /// client (and its clones) learned it: zero until QingStor refuses a request with
+    /// `request_expired`. When that happens the client reads the answer's `Date`, keeps the
+    /// difference, and signs that request again and every later one, and presigned URLs, with
+    /// the local clock plus this offset, as the official SDKs do.
+    pub fn clock_offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.inner.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the offset of [`Client::clock_offset`], for a process that knows QingStor's clock
+    /// already (a client that only presigns URLs never gets a refusal to learn it from).
+    pub fn set_clock_offset(&self, offset: chrono::Duration) {
+        self.inner.clock_offset_ms.store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// The time to sign with: the local clock corrected by the learned offset.
+    fn now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.inner.clock_offset_ms.load(Ordering::Relaxed))
     }
 
     /// The request path as sent and the canonical path as signed.
@@ -191,13 +249,43 @@ impl Client {
         reqwest::Url::parse(&url).map_err(|e| InvalidInput::Config(format!("cannot build a URL: {e}")).into())
     }
 
-    async fn send(&self, mut call: Call<'_>, expected: &[u16]) -> Result<reqwest::Response, Error> {
+    async fn send(&self, call: Call<'_>, expected: &[u16]) -> Result<reqwest::Response, Error> {
         validate_bucket(call.bucket)?;
         if let Some(k) = call.key {
             validate_key(k)?;
         }
-        let date =
-            chrono::DateTime::<chrono::Utc>::from(SystemTime::now()).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let mut corrected = false;
+        loop {
+            let response = self.send_once(call.clone()).await?;
+            let status = response.status().as_u16();
+            if expected.contains(&status) {
+                return Ok(response);
+            }
+            if response.status().is_success() {
+                return Err(Error::MalformedResponse {
+                    operation: call.operation,
+                    detail: format!("unexpected status {status}"),
+                });
+            }
+            let received = SystemTime::now();
+            let date = header_str(response.headers(), "date").map(str::to_owned);
+            let error = service_error(response, call.method == Method::HEAD).await;
+            // A skewed local clock: learn the server's from this answer and sign again, once.
+            if !corrected
+                && is_clock_skew(&error)
+                && let Some(server) = server_time(date.as_deref())
+            {
+                self.inner.clock_offset_ms.store(millis_between(received, server), Ordering::Relaxed);
+                corrected = true;
+                continue;
+            }
+            return Err(error);
+        }
+    }
+
+    /// Signs `call` with the corrected clock and sends it.
+    async fn send_once(&self, mut call: Call<'_>) -> Result<reqwest::Response, Error> {
+        let date = chrono::DateTime::<chrono::Utc>::from(self.now()).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         call.headers.push(("Date".into(), date));
         let (path, canonical) = self.paths(call.bucket, call.key);
         let signable = SignableRequest {
@@ -208,7 +296,7 @@ impl Client {
         };
         let authorization = signing::authorization(&self.config().credentials, &signable);
         let url = self.url(call.bucket, &path, &call.query)?;
-        let mut request = self.inner.1.request(call.method.clone(), url).header("Authorization", authorization);
+        let mut request = self.inner.http.request(call.method.clone(), url).header("Authorization", authorization);
         for (name, value) in &call.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -220,19 +308,7 @@ impl Client {
             // QingStor requires Content-Length, and an empty body would go without one.
             request = request.header(reqwest::header::CONTENT_LENGTH, call.body.len());
         }
-        let head = call.method == Method::HEAD;
-        let response = request.body(call.body).send().await.map_err(Error::transport)?;
-        let status = response.status().as_u16();
-        if expected.contains(&status) {
-            return Ok(response);
-        }
-        if response.status().is_success() {
-            return Err(Error::MalformedResponse {
-                operation: call.operation,
-                detail: format!("unexpected status {status}"),
-            });
-        }
-        Err(service_error(response, head).await)
+        request.body(call.body).send().await.map_err(Error::transport)
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -428,7 +504,9 @@ impl Client {
     }
 
     /// A presigned request valid until `expires_in` from now, for a browser or another process
-    /// that does not hold the secret. `headers` are signed and must be sent as given.
+    /// that does not hold the secret. `headers` are signed and must be sent as given. "Now" is
+    /// the local clock plus [`Client::clock_offset`]: a client whose clock is skewed presigns
+    /// valid URLs once it has learned the offset from one refused call.
     pub fn presign(
         &self,
         method: &str,
@@ -444,7 +522,7 @@ impl Client {
         let mut req = SignableRequest::new(method, &canonical);
         req.query = query.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
         req.headers = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = self.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let mut all = req.query.clone();
         all.extend(signing::presign(&self.config().credentials, &req, now + expires_in.as_secs() as i64));
         let url = self.url(bucket, &path, &all)?;
@@ -556,6 +634,23 @@ mod tests {
         assert_eq!(query_string(&q), "upload_id=u%2F1%2B&uploads");
         let url = vhost.url("mybucket", "/k", &q).unwrap();
         assert_eq!(url.as_str(), "https://mybucket.pek3a.qingstor.com/k?upload_id=u%2F1%2B&uploads");
+    }
+
+    #[test]
+    fn the_clock_offset_comes_from_a_plausible_date_and_skew_is_final() {
+        use upload_core::Classify as _;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_702_781_677);
+        assert_eq!(millis_between(t, shift(t, -1_800_000)), -1_800_000);
+        assert_eq!(millis_between(t, shift(t, 1_800_500)), 1_800_500);
+        assert_eq!(server_time(Some("Sun, 17 Dec 2023 02:54:37 GMT")), Some(t));
+        assert_eq!(server_time(Some("Thu, 01 Jan 1970 00:00:00 GMT")), None);
+        assert_eq!(server_time(Some("garbage")), None);
+        assert_eq!(server_time(None), None);
+        let body = br#"{"code":"request_expired","message":"m","request_id":"r"}"#;
+        let e = error_from_answer(403, &HeaderMap::new(), body, t);
+        assert!(is_clock_skew(&e));
+        // Corrected inside the client (one re-signed request); what comes out is final.
+        assert!(!e.is_retryable());
     }
 
     #[test]

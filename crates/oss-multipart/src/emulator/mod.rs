@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -47,8 +47,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use upload_core::emulator::{
-    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, http_date as now_http,
-    is_unstorable, iso_now as now_iso, parse_query, read_body, take_fault, text_headers,
+    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, is_unstorable,
+    parse_query, read_body, take_fault, text_headers,
 };
 use upload_core::hash::crc64::Crc64;
 use upload_core::hash::{Digests, Hashes, hex};
@@ -111,6 +111,10 @@ pub struct EmulatorConfig {
     /// Keep only the length and CRC-64 of what is uploaded, not the bytes (benchmarks of
     /// multi-gigabyte uploads; objects then read back as empty).
     pub discard_bodies: bool,
+    /// How far the emulator's clock is from the real one (positive: ahead). Its "now" for the
+    /// 15-minute skew rule, presigned expiry, stored timestamps and the `Date` header of every
+    /// answer is the real clock plus this offset, to test clients whose clock is skewed.
+    pub clock_offset: chrono::Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -123,6 +127,7 @@ impl Default for EmulatorConfig {
             data_dir: None,
             verify_md5: true,
             discard_bodies: false,
+            clock_offset: chrono::Duration::zero(),
         }
     }
 }
@@ -171,7 +176,7 @@ pub(crate) fn verify_for_fuzzing(
     req: &SignableRequest,
     keys: &[(String, String)],
     region: &str,
-    now: SystemTime,
+    now: std::time::SystemTime,
 ) -> Result<String, (u16, String)> {
     let keys: HashMap<String, String> = keys.iter().cloned().collect();
     auth::verify(req, &keys, region, now).map(|v| v.0).map_err(|f| (f.status, f.code))
@@ -227,6 +232,22 @@ struct Shared {
 impl Shared {
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The emulator's clock: the real one plus [`EmulatorConfig::clock_offset`].
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let real = chrono::Utc::now();
+        real.checked_add_signed(self.config.clock_offset).unwrap_or(real)
+    }
+
+    /// [`Shared::now`] as an HTTP date (`Sun, 22 Nov 2026 05:26:20 GMT`).
+    fn now_http(&self) -> String {
+        self.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    }
+
+    /// [`Shared::now`] as ISO 8601 with a zero millisecond field, as OSS sends it.
+    fn now_iso(&self) -> String {
+        self.now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
     }
 }
 
@@ -450,7 +471,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
             _ => {}
         }
-        signer = Some(auth::verify(&signable, &shared.keys, &shared.config.region, SystemTime::now())?.0);
+        signer = Some(auth::verify(&signable, &shared.keys, &shared.config.region, shared.now().into())?.0);
         if route.bad_key {
             return Err(
                 OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005")
@@ -502,7 +523,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         request_id.parse().unwrap_or_else(|_| hyper::header::HeaderValue::from_static("0")),
     );
     headers.insert("server", hyper::header::HeaderValue::from_static("AliyunOSS"));
-    if let Ok(date) = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string().parse() {
+    if let Ok(date) = shared.now_http().parse() {
         headers.insert("date", date);
     }
     entry.status = reply.status().as_u16();
@@ -655,7 +676,7 @@ fn initiate(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
             UploadRec {
                 bucket: ctx.bucket.clone(),
                 key: ctx.key.clone(),
-                initiated: now_iso(),
+                initiated: ctx.shared.now_iso(),
                 parts: BTreeMap::new(),
             },
         );
@@ -753,7 +774,7 @@ fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Resul
             &bytes,
         )?,
     };
-    Ok(StoredPart { blob, len, md5, crc, last_modified: now_iso() })
+    Ok(StoredPart { blob, len, md5, crc, last_modified: ctx.shared.now_iso() })
 }
 
 fn part_reply(part: &StoredPart) -> Result<Reply, OssFault> {
@@ -902,7 +923,14 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     }
     store.objects.insert(
         (ctx.bucket.clone(), ctx.key.clone()),
-        Object { blob, len: crc.len, etag: etag.clone(), crc: crc.crc, content_type: None, last_modified: now_http() },
+        Object {
+            blob,
+            len: crc.len,
+            etag: etag.clone(),
+            crc: crc.crc,
+            content_type: None,
+            last_modified: ctx.shared.now_http(),
+        },
     );
     drop(store);
     let mut reply = ok_xml(&CompleteMultipartUploadResult {
@@ -1052,7 +1080,7 @@ fn put_object(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
             etag: etag_of(&part.md5),
             crc: part.crc,
             content_type: ctx.headers.header_value("content-type"),
-            last_modified: now_http(),
+            last_modified: ctx.shared.now_http(),
         },
     );
     part_reply(&part)

@@ -43,7 +43,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -53,8 +52,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use upload_core::emulator::{
-    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, http_date,
-    is_unstorable, iso_now, parse_query, read_body, take_fault, text_headers,
+    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, is_unstorable,
+    parse_query, read_body, take_fault, text_headers,
 };
 use upload_core::hash::{Digests, Hashes, hex};
 
@@ -124,6 +123,10 @@ pub struct EmulatorConfig {
     pub discard_bodies: bool,
     /// Apply the 15-minute rule and presigned expiry (off only to replay old signed requests).
     pub check_time: bool,
+    /// How far the emulator's clock is from the real one (positive: ahead). Its "now" for the
+    /// 15-minute rule, presigned expiry, stored timestamps and the `Date` header of every answer
+    /// is the real clock plus this offset, to test clients whose clock is skewed.
+    pub clock_offset: chrono::Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -137,6 +140,7 @@ impl Default for EmulatorConfig {
             verify_md5: true,
             discard_bodies: false,
             check_time: true,
+            clock_offset: chrono::Duration::zero(),
         }
     }
 }
@@ -158,7 +162,7 @@ pub(crate) struct QsFault {
 pub(crate) fn verify_for_fuzzing(
     req: &SignableRequest,
     keys: &[(String, String)],
-    now: SystemTime,
+    now: std::time::SystemTime,
     check_time: bool,
 ) -> Result<String, (u16, String)> {
     let keys: HashMap<String, String> = keys.iter().cloned().collect();
@@ -235,6 +239,22 @@ struct Shared {
 impl Shared {
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The emulator's clock: the real one plus [`EmulatorConfig::clock_offset`].
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let real = chrono::Utc::now();
+        real.checked_add_signed(self.config.clock_offset).unwrap_or(real)
+    }
+
+    /// [`Shared::now`] as an HTTP date (`Sun, 22 Nov 2026 05:26:20 GMT`).
+    fn http_date(&self) -> String {
+        self.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    }
+
+    /// [`Shared::now`] as ISO 8601 with a zero millisecond field.
+    fn iso_now(&self) -> String {
+        self.now().format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
     }
 }
 
@@ -450,7 +470,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         if !shared.config.buckets.contains(&bucket) {
             return Err(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist."));
         }
-        signer = Some(auth::verify(&signable, &shared.keys, SystemTime::now(), shared.config.check_time)?);
+        signer = Some(auth::verify(&signable, &shared.keys, shared.now().into(), shared.config.check_time)?);
         if route.bad_key {
             return Err(QsFault::new(400, "invalid_object_name", "The object name is not UTF-8."));
         }
@@ -492,7 +512,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         headers.insert("x-qs-request-id", v);
     }
     headers.insert("server", hyper::header::HeaderValue::from_static("QingStor"));
-    if let Ok(date) = http_date().parse() {
+    if let Ok(date) = shared.http_date().parse() {
         headers.insert("date", date);
     }
     entry.status = reply.status().as_u16();
@@ -612,7 +632,7 @@ fn initiate(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
             UploadRec {
                 bucket: ctx.bucket.clone(),
                 key: ctx.key.clone(),
-                created: iso_now(),
+                created: ctx.shared.iso_now(),
                 serial,
                 content_type: ctx.headers.header_value("content-type"),
                 parts: BTreeMap::new(),
@@ -694,7 +714,7 @@ fn save_part(
         Some(_) => Blob::Discarded,
         None => ctx.shared.storage.keep(name, &bytes).map_err(|e| QsFault::storage(&e))?,
     };
-    Ok(StoredPart { blob, len, md5, created: iso_now() })
+    Ok(StoredPart { blob, len, md5, created: ctx.shared.iso_now() })
 }
 
 fn part_reply(part: &StoredPart) -> Result<Reply, QsFault> {
@@ -824,7 +844,7 @@ fn complete(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
     }
     store.objects.insert(
         (ctx.bucket.clone(), ctx.key.clone()),
-        Object { blob, len, etag, content_type, last_modified: http_date() },
+        Object { blob, len, etag, content_type, last_modified: ctx.shared.http_date() },
     );
     Ok(empty(201))
 }
@@ -962,7 +982,7 @@ fn put_object(ctx: &Ctx<'_>) -> Result<Reply, QsFault> {
         len: part.len,
         etag: Some(format!("\"{}\"", hex(&part.md5))),
         content_type: ctx.headers.header_value("content-type"),
-        last_modified: http_date(),
+        last_modified: ctx.shared.http_date(),
     };
     ctx.shared.store().objects.insert((ctx.bucket.clone(), ctx.key.clone()), object);
     Ok(reply)
