@@ -187,6 +187,15 @@ impl Emulators {
         }
     }
 
+    /// Ends every open Graph and SharePoint REST session, as if its idle time had passed.
+    pub(crate) fn expire_sessions(&self) -> bool {
+        if let Some(e) = &self.graph {
+            e.expire_sessions();
+            e.expire_rest_sessions();
+        }
+        true
+    }
+
     /// Requests received by all the emulators, and the bytes of their bodies.
     pub(crate) fn stats(&self) -> (u64, u64) {
         use upload_core::emulator::log_stats;

@@ -192,7 +192,13 @@ fn box_class(e: &box_chunked::Error) -> (bool, Option<String>) {
     (auth, e.code().map(|c| c.to_string()))
 }
 
+/// The code [`graph_class`] gives a name held by an orphaned upload session.
+const SESSION_HELD: &str = "uploadSessionHeld";
+
 fn graph_class(e: &sharepoint_resumable::Error) -> (bool, Option<String>) {
+    if e.is_session_held() {
+        return (false, Some(SESSION_HELD.to_owned()));
+    }
     let auth = matches!(e, sharepoint_resumable::Error::Auth { .. })
         || e.code() == Some(&sharepoint_resumable::ErrorCode::Unauthenticated);
     (auth, e.code().map(|c| c.to_string()))
@@ -248,6 +254,15 @@ fn failure<E: std::error::Error + upload_core::Classify + 'static>(
         | UploadError::Checkpoint(_) => Failure::new(Exit::BadInput, e.to_string()),
         UploadError::Vendor { source, .. } => {
             let (auth, code) = class(&source.error);
+            if code.as_deref() == Some(SESSION_HELD) {
+                // Graph keeps the name for the session a killed run created: it expires by itself.
+                return Failure::new(
+                    Exit::Interrupted,
+                    format!(
+                        "{e}\nan upload session for this name, created by an earlier run that stopped before it could record it, holds the name until it expires (about 15 minutes after its last fragment); run the same command again then"
+                    ),
+                );
+            }
             if auth {
                 Failure::new(Exit::Auth, e.to_string())
             } else if upload_core::Classify::is_retryable(&source.error) {

@@ -301,10 +301,12 @@ async fn serve(
         running.delay_parts(part_delay);
     }
     // Serve until Ctrl-C or until whoever started us closes our standard input; a `stats` line
-    // there is answered with what all the emulators received.
+    // there is answered with what all the emulators received, and `expire-sessions` ends every
+    // open Graph and SharePoint REST session as if its idle time had passed.
+    let command = |line: &str| line == "expire-sessions" && running.expire_sessions();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        () = upload_core::emulator::serve_stdin(|| running.stats()) => {}
+        () = upload_core::emulator::serve_stdin_with(|| running.stats(), command) => {}
     }
     drop(running);
     Ok(())

@@ -142,6 +142,26 @@ fn uploads_to_every_vendor_with_exit_codes_a_script_can_rely_on() {
     assert_eq!(result["parts"].as_u64(), Some(5), "{result}");
     assert_eq!(std::fs::read(dir.join("data/graph/drive-1/docs/up.bin")).unwrap(), bytes);
 
+    // A name held by a session a killed run created (its answer, and so its address, lost):
+    // exit 4, resumable, saying when to run again.
+    let graph_url = s(&graph["graph_url"]);
+    let (host, base) = graph_url.strip_prefix("http://").unwrap().split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /{base}/me/drive/root:/held.bin:/createUploadSession HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        s(&graph["access_token"])
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let out =
+        put(&dir, &graph_env, &[&file, "graph://me/held.bin", "--checkpoint", dir.join("held.json").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("holds the name until it expires"), "{stderr}");
+
     // SharePoint REST: the library of the site is the Graph drive; a cookie with form digests.
     let rest_env = [
         ("SHAREPOINT_SITE_URL", s(&graph["sharepoint_site_url"])),

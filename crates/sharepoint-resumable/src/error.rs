@@ -241,6 +241,17 @@ impl Error {
         }
     }
 
+    /// Whether Graph refused a new upload session because one is already open for the name: one
+    /// made by an earlier run whose answer (and so its upload URL) was lost. It holds the name
+    /// until it expires, about 15 minutes after its last fragment; nothing else can reach it.
+    pub fn is_session_held(&self) -> bool {
+        self.service().is_some_and(|e| {
+            e.status == 409
+                && e.code == ErrorCode::NameAlreadyExists
+                && e.message.to_ascii_lowercase().contains("upload session")
+        })
+    }
+
     /// The HTTP status of an error answer (Graph or SharePoint REST).
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -337,6 +348,16 @@ mod tests {
         assert!(e.has_code("fragmentOverlap"));
         assert_eq!(e.to_string(), "Graph answered 416 invalidRange/fragmentOverlap/deeper: m (request-id hdr)");
         assert!(ServiceError::from_document(500, b"<html>", None, None).is_none());
+    }
+
+    #[test]
+    fn a_name_held_by_an_open_session_is_told_apart_from_an_existing_file() {
+        let held =
+            br#"{"error":{"code":"nameAlreadyExists","message":"An upload session already exists for this file"}}"#;
+        let file = br#"{"error":{"code":"nameAlreadyExists","message":"The specified item name already exists."}}"#;
+        let error = |body: &[u8]| Error::from(ServiceError::from_document(409, body, None, None).unwrap());
+        assert!(error(held).is_session_held());
+        assert!(!error(file).is_session_held());
     }
 
     #[test]

@@ -537,17 +537,29 @@ pub fn process_usage() -> (f64, f64, u64) {
 /// received so far and the bytes of their bodies (from `stats`), so that a benchmark counts what
 /// every client sent from the server's side, the same way for all.
 pub async fn serve_stdin(stats: impl Fn() -> (u64, u64)) {
+    serve_stdin_with(stats, |_| false).await;
+}
+
+/// As [`serve_stdin`], with more commands: any other line goes to `command`, and when it
+/// returns true (done) the line is answered with `{"done":"<line>"}`, so the sender knows it took
+/// effect before it goes on.
+pub async fn serve_stdin_with(stats: impl Fn() -> (u64, u64), command: impl Fn(&str) -> bool) {
     use std::io::Write as _;
     use tokio::io::AsyncBufReadExt as _;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == "stats" {
+        let line = line.trim();
+        let answer = if line == "stats" {
             let (requests, body_bytes) = stats();
-            let answer = serde_json::json!({ "requests": requests, "body_bytes": body_bytes });
-            let mut out = std::io::stdout().lock();
-            // A reader that went away is the end of the run, not an error of the server.
-            let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
-        }
+            serde_json::json!({ "requests": requests, "body_bytes": body_bytes })
+        } else if !line.is_empty() && command(line) {
+            serde_json::json!({ "done": line })
+        } else {
+            continue;
+        };
+        let mut out = std::io::stdout().lock();
+        // A reader that went away is the end of the run, not an error of the server.
+        let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
     }
 }
 
