@@ -324,12 +324,22 @@ fn trial(
     let before = emulators.body_bytes()?;
     let limit = Duration::from_secs(120);
     let mut kills = 0;
+    let expected = std::fs::read(&source).map_err(|e| e.to_string())?;
+    // A kill that landed after the upload had finished (the checkpoint is gone and the object is
+    // there) is not an interruption: running the command again would upload a second time.
+    let finished = || !checkpoint.exists() && std::fs::read(&stored).is_ok_and(|b| b == expected);
     let mut ended = run_put(exe, &trial_dir, &env, &args, Some(Duration::from_millis(rng.below(span_ms))), limit);
+    if matches!(ended, Ended::Killed) && finished() {
+        ended = Ended::Done;
+    }
     if matches!(ended, Ended::Killed) {
         kills += 1;
         // Sometimes the resumed run dies too.
         let again = rng.chance(30).then(|| Duration::from_millis(rng.below(span_ms)));
         ended = run_put(exe, &trial_dir, &env, &args, again, limit);
+        if matches!(ended, Ended::Killed) && finished() {
+            ended = Ended::Done;
+        }
         if matches!(ended, Ended::Killed) {
             kills += 1;
             ended = run_put(exe, &trial_dir, &env, &args, None, limit);
@@ -359,7 +369,6 @@ fn trial(
             return Ok(());
         }
     }
-    let expected = std::fs::read(&source).map_err(|e| e.to_string())?;
     match std::fs::read(&stored) {
         Ok(bytes) if bytes == expected => tally.verified += 1,
         Ok(bytes) => tally.failures.push(format!(
