@@ -739,3 +739,47 @@ async fn a_stale_clock_offset_is_corrected_again() {
     assert_eq!(log[0].error_code.as_deref(), Some("RequestTimeTooSkewed"));
     assert_eq!(log[1].status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_stopped_after_completing_is_resumed_without_sending_a_part_again() {
+    let emu = emulator().await;
+    let dir = temp_dir("oss-completed-then-killed");
+    let checkpoint = dir.join("upload.json");
+    let data = Bytes::from(pattern(5 * 256 * KIB as usize + 7, 41));
+    // OSS completes the object, but the answer is an error and the client gives up at once: the
+    // checkpoint says every part is stored, and the session is gone from the server.
+    emu.inject(Fault {
+        operation: Some(Operation::CompleteMultipartUpload),
+        part_number: None,
+        times: 1,
+        action: FaultAction::ErrorAfter { status: 500, code: "InternalError".into() },
+    });
+    let once = oss_multipart::upload_core::RetryPolicy { max_attempts: 1, ..quick_options().retry };
+    let first = UploadOptions { checkpoint: Some(checkpoint.clone()), retry: once, ..quick_options() };
+    let err = Uploader::new(client(&emu, SignatureVersion::V4))
+        .with_options(first)
+        .upload("bucket", "completed.bin", Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("InternalError"), "{err}");
+    assert_eq!(emu.object("bucket", "completed.bin").unwrap(), data, "OSS had completed it");
+    assert!(checkpoint.exists());
+    let parts_before = emu.requests().iter().filter(|r| r.operation == Some(Operation::UploadPart)).count();
+    // The next run finds the session gone and every part stored: it completes (OSS's answer
+    // NoSuchUpload, then the object of this size and CRC-64) instead of uploading again.
+    let again = UploadOptions { checkpoint: Some(checkpoint.clone()), ..quick_options() };
+    let done = Uploader::new(client(&emu, SignatureVersion::V4))
+        .with_options(again)
+        .upload("bucket", "completed.bin", Source::bytes(data.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let parts_after = emu.requests().iter().filter(|r| r.operation == Some(Operation::UploadPart)).count();
+    assert_eq!(parts_after, parts_before, "no part sent again");
+    assert_eq!(done.report.bytes_sent, 0);
+    assert_eq!(emu.object("bucket", "completed.bin").unwrap(), data);
+    assert!(!checkpoint.exists());
+}

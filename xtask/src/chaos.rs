@@ -384,6 +384,9 @@ fn trial(
         // (plus the few small bodies of session calls).
         let resent = (after - before).saturating_sub(len);
         tally.resent_per_kill.push((index, resent / kills));
+        if std::env::var_os("CHAOS_VERBOSE").is_some() {
+            println!("{} trial {index}: {len} bytes, {kills} kills, {resent} bytes beyond the file", v.name);
+        }
     }
     let _ = std::fs::remove_dir_all(&trial_dir);
     let _ = std::fs::remove_file(&stored);

@@ -342,6 +342,9 @@ pub struct Upload<P: Protocol> {
     hasher: Option<WholeHasher>,
     /// Whether the state reflects the server (fresh session, or listed since the last stop).
     reconciled: bool,
+    /// The resumed session was gone although every part had been stored: the process may have
+    /// stopped while completing. Completion is tried once before starting over.
+    completing_gone: bool,
     /// Parts read from a stream and not yet stored: a stream cannot be read twice.
     carry: BTreeMap<u32, Bytes>,
     counters: Arc<Counters>,
@@ -386,6 +389,7 @@ impl<P: Protocol> Upload<P> {
             state: None,
             hasher: None,
             reconciled: false,
+            completing_gone: false,
             carry: BTreeMap::new(),
             counters: Arc::default(),
             parts_uploaded: 0,
@@ -538,6 +542,15 @@ impl<P: Protocol> Upload<P> {
             let Some(reason) = self.resume_session().await? else { return Ok(()) };
             if !self.options.restart_gone_session {
                 return Err(UploadError::SessionGone { reason });
+            }
+            if self.state.as_ref().is_some_and(|s| s.all_parts_done()) && !self.completing_gone {
+                // Every part had been stored: the process may have stopped while completing, and
+                // the object may be there already. Each vendor's completion recognises an object
+                // it made; only if it does not is the upload started over.
+                tracing::info!(%reason, "the upload session is gone after every part was stored; completing");
+                self.completing_gone = true;
+                self.reconciled = true;
+                return Ok(());
             }
             if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
                 return Err(UploadError::StateCorrupt(format!(
@@ -697,6 +710,16 @@ impl<P: Protocol> Upload<P> {
     }
 
     async fn drive(&mut self, deadline: Option<Instant>) -> Result<Step<P::Output>, Error<P>> {
+        loop {
+            if let Some(step) = self.drive_once(deadline).await? {
+                return Ok(step);
+            }
+        }
+    }
+
+    /// One pass of [`Self::drive`]; `None` when a session found gone at completion was replaced
+    /// by a new one and the pass must begin again.
+    async fn drive_once(&mut self, deadline: Option<Instant>) -> Result<Option<Step<P::Output>>, Error<P>> {
         if self.options.cancel.is_cancelled() {
             return Err(UploadError::Cancelled);
         }
@@ -716,7 +739,7 @@ impl<P: Protocol> Upload<P> {
                         let (parts_done, bytes_done) =
                             self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
                         self.emit(Event::StepPaused { parts_done, bytes_done });
-                        return Ok(Step::Pending { parts_done, bytes_done });
+                        return Ok(Some(Step::Pending { parts_done, bytes_done }));
                     }
                 }
             }
@@ -732,7 +755,7 @@ impl<P: Protocol> Upload<P> {
                 let (parts_done, bytes_done) =
                     self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
                 self.emit(Event::StepPaused { parts_done, bytes_done });
-                return Ok(Step::Pending { parts_done, bytes_done });
+                return Ok(Some(Step::Pending { parts_done, bytes_done }));
             }
             other => other?,
         }
@@ -746,19 +769,19 @@ impl<P: Protocol> Upload<P> {
             let (parts_done, bytes_done) =
                 self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
             self.emit(Event::StepPaused { parts_done, bytes_done });
-            return Ok(Step::Pending { parts_done, bytes_done });
+            return Ok(Some(Step::Pending { parts_done, bytes_done }));
         }
-        let Some(deadline) = deadline else { return self.complete().await.map(Step::Done) };
+        let Some(deadline) = deadline else { return self.complete_or_restart().await.map(|d| d.map(Step::Done)) };
         // Completing may wait on the vendor (Box answers 202 while it processes the parts): a
         // step that reaches its deadline stops there, and the next step completes again (every
         // vendor's completion is safe to repeat: a repeat finds the object it made).
         let (parts_done, bytes_done) =
             self.state.as_ref().map(|s| (s.parts_done(), s.bytes_done())).unwrap_or_default();
-        match tokio::time::timeout_at(deadline, self.complete()).await {
-            Ok(done) => done.map(Step::Done),
+        match tokio::time::timeout_at(deadline, self.complete_or_restart()).await {
+            Ok(done) => done.map(|d| d.map(Step::Done)),
             Err(_) => {
                 self.emit(Event::StepPaused { parts_done, bytes_done });
-                Ok(Step::Pending { parts_done, bytes_done })
+                Ok(Some(Step::Pending { parts_done, bytes_done }))
             }
         }
     }
@@ -1117,6 +1140,32 @@ impl<P: Protocol> Upload<P> {
             Err(e) => {
                 failure.get_or_insert(e);
             }
+        }
+    }
+
+    /// Completes; when the completion tried for a session found gone after every part was
+    /// stored finds nothing either, forgets the state so that the next pass starts over (`None`).
+    async fn complete_or_restart(&mut self) -> Result<Option<Completed<P::Output>>, Error<P>> {
+        match self.complete().await {
+            Err(UploadError::Vendor { source, .. })
+                if self.completing_gone && self.protocol.is_session_gone(&source.error) =>
+            {
+                let reason = source.error.to_string();
+                if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
+                    return Err(UploadError::StateCorrupt(format!(
+                        "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
+                    )));
+                }
+                tracing::warn!(%reason, "the upload session is gone and the object is not there; starting a new one");
+                self.emit(Event::SessionRestarted { reason });
+                self.completing_gone = false;
+                self.state = None;
+                self.hasher = None;
+                self.carry.clear();
+                self.reconciled = false;
+                Ok(None)
+            }
+            other => other.map(Some),
         }
     }
 
