@@ -922,3 +922,39 @@ async fn an_expired_session_is_reported_when_the_caller_does_not_allow_a_restart
     assert_eq!(creates(), 2);
     assert_eq!(emu.item_content("drive-1", "strict.bin").unwrap(), data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_gone_before_its_commit_over_an_older_file_is_started_over() {
+    let emu = emulator().await;
+    let old = Bytes::from(pattern(2 * FRAGMENT as usize, 10));
+    Uploader::new(client(&emu))
+        .with_options(options(1))
+        .upload(Drive::Me, Item::Path("recommit.bin".into()), Source::bytes(old))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // Every byte of the new upload is in, but the commit is held past the step's budget; then
+    // the session expires before the next step.
+    emu.inject(Fault {
+        operation: Some(Operation::CommitSession),
+        part_number: None,
+        times: 1,
+        action: FaultAction::Delay(Duration::from_secs(3)),
+    });
+    let data = Bytes::from(pattern(3 * FRAGMENT as usize + 5, 11));
+    let uploader = Uploader::new(client(&emu)).with_options(options(1)).with_defer_commit(true);
+    let mut upload =
+        uploader.upload(Drive::Me, Item::Path("recommit.bin".into()), Source::bytes(data.clone())).unwrap();
+    assert!(matches!(upload.step(Duration::from_millis(800)).await.unwrap(), Step::Pending { .. }));
+    let state = upload.into_state().unwrap();
+    assert!(state.all_parts_done(), "every fragment was in before the commit");
+    emu.expire_sessions();
+    // The item at the path is the older file: completing finds nothing of this upload, so it
+    // starts over instead of failing on every run.
+    let done = uploader.resume(Source::bytes(data.clone()), state).run().await.unwrap();
+    assert_eq!(done.output.size, Some(data.len() as u64));
+    assert_eq!(emu.item_content("drive-1", "recommit.bin").unwrap(), data);
+    let creates = emu.requests().iter().filter(|r| r.operation == Some(Operation::CreateUploadSession)).count();
+    assert_eq!(creates, 3, "the old file's session, the expired one, and the new one");
+}

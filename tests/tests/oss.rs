@@ -768,8 +768,9 @@ async fn a_process_stopped_after_completing_is_resumed_without_sending_a_part_ag
     assert!(checkpoint.exists());
     let parts_before = emu.requests().iter().filter(|r| r.operation == Some(Operation::UploadPart)).count();
     // The next run finds the session gone and every part stored: it completes (OSS's answer
-    // NoSuchUpload, then the object of this size and CRC-64) instead of uploading again.
-    let again = UploadOptions { checkpoint: Some(checkpoint.clone()), ..quick_options() };
+    // NoSuchUpload, then the object of this size and CRC-64) instead of uploading again; that is
+    // not starting over, so a caller who forbids restarts gets the object too.
+    let again = UploadOptions { checkpoint: Some(checkpoint.clone()), restart_gone_session: false, ..quick_options() };
     let done = Uploader::new(client(&emu, SignatureVersion::V4))
         .with_options(again)
         .upload("bucket", "completed.bin", Source::bytes(data.clone()))

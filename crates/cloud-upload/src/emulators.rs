@@ -189,30 +189,22 @@ impl Emulators {
 
     /// Ends every open Graph and SharePoint REST session, as if its idle time had passed.
     pub(crate) fn expire_sessions(&self) -> bool {
-        if let Some(e) = &self.graph {
-            e.expire_sessions();
-            e.expire_rest_sessions();
-        }
+        let Some(e) = &self.graph else { return false };
+        e.expire_sessions();
+        e.expire_rest_sessions();
         true
     }
 
     /// Requests received by all the emulators, and the bytes of their bodies.
     pub(crate) fn stats(&self) -> (u64, u64) {
         use upload_core::emulator::log_stats;
-        let mut all = [(0, 0); 4];
-        if let Some(e) = &self.oss {
-            all[0] = log_stats(&e.requests());
-        }
-        if let Some(e) = &self.qingstor {
-            all[1] = log_stats(&e.requests());
-        }
-        if let Some(e) = &self.boxes {
-            all[2] = log_stats(&e.requests());
-        }
-        if let Some(e) = &self.graph {
-            all[3] = log_stats(&e.requests());
-        }
-        all.iter().fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
+        let logs = [
+            self.oss.as_ref().map(|e| log_stats(&e.requests())),
+            self.qingstor.as_ref().map(|e| log_stats(&e.requests())),
+            self.boxes.as_ref().map(|e| log_stats(&e.requests())),
+            self.graph.as_ref().map(|e| log_stats(&e.requests())),
+        ];
+        logs.into_iter().flatten().fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
     }
 
     /// Where a finished object of the demo is stored as a file.

@@ -540,9 +540,6 @@ impl<P: Protocol> Upload<P> {
     async fn prepare(&mut self) -> Result<(), Error<P>> {
         if self.state.is_some() && !self.reconciled {
             let Some(reason) = self.resume_session().await? else { return Ok(()) };
-            if !self.options.restart_gone_session {
-                return Err(UploadError::SessionGone { reason });
-            }
             if self.state.as_ref().is_some_and(|s| s.all_parts_done()) && !self.completing_gone {
                 // Every part had been stored: the process may have stopped while completing, and
                 // the object may be there already. Each vendor's completion recognises an object
@@ -552,20 +549,33 @@ impl<P: Protocol> Upload<P> {
                 self.reconciled = true;
                 return Ok(());
             }
-            if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
-                return Err(UploadError::StateCorrupt(format!(
-                    "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
-                )));
-            }
-            tracing::warn!(%reason, "the upload session is gone; starting a new one");
-            self.emit(Event::SessionRestarted { reason });
-            self.state = None;
-            self.hasher = None;
-            self.carry.clear();
+            self.start_over(reason)?;
         }
         if self.state.is_none() {
             return self.create_session().await;
         }
+        Ok(())
+    }
+
+    /// Forgets a session the vendor no longer has, so that a new one is created: unless the
+    /// caller said not to ([`UploadOptions::restart_gone_session`]), or the source is a stream
+    /// that cannot be read from its start again.
+    fn start_over(&mut self, reason: String) -> Result<(), Error<P>> {
+        if !self.options.restart_gone_session {
+            return Err(UploadError::SessionGone { reason });
+        }
+        if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
+            return Err(UploadError::StateCorrupt(format!(
+                "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
+            )));
+        }
+        tracing::warn!(%reason, "the upload session is gone; starting a new one");
+        self.emit(Event::SessionRestarted { reason });
+        self.completing_gone = false;
+        self.state = None;
+        self.hasher = None;
+        self.carry.clear();
+        self.reconciled = false;
         Ok(())
     }
 
@@ -848,7 +858,10 @@ impl<P: Protocol> Upload<P> {
             let needs_crc = crc_needed && done.is_some_and(|d| d.digests.crc64.is_none());
             // A stream must be read through a stored part to reach the next one, unless an
             // earlier run in this process has read past it already.
-            let must_advance = matches!(&self.source, Source::Stream(s) if s.position() <= spec.offset);
+            // When every part is stored (completing a session found gone), nothing later needs
+            // the stream.
+            let must_advance =
+                !state.all_parts_done() && matches!(&self.source, Source::Stream(s) if s.position() <= spec.offset);
             if done.is_some() && !needs_hash && !needs_crc && !must_advance {
                 index += 1;
                 continue;
@@ -914,6 +927,16 @@ impl<P: Protocol> Upload<P> {
                     Slot::Failed => break,
                 },
             };
+            // Read ahead, the part waited for the one before it: start it only if it should still
+            // finish in time (its bytes stay in `carry` for a stream; the hash state carries over).
+            if let Some(deadline) = deadline
+                && read_ahead
+                && Instant::now() + self.part_time.unwrap_or_default() >= deadline
+            {
+                drop(permit);
+                stopped = true;
+                break;
+            }
             let total_len = self.state.as_ref().and_then(|s| s.plan.total_len);
             let job = PartJob {
                 protocol: self.protocol.clone(),
@@ -1147,22 +1170,17 @@ impl<P: Protocol> Upload<P> {
     /// stored finds nothing either, forgets the state so that the next pass starts over (`None`).
     async fn complete_or_restart(&mut self) -> Result<Option<Completed<P::Output>>, Error<P>> {
         match self.complete().await {
+            // Completing a session found gone found no object of this upload either (the vendor
+            // says the session is gone, or what is there is not these bytes): start over.
             Err(UploadError::Vendor { source, .. })
-                if self.completing_gone && self.protocol.is_session_gone(&source.error) =>
+                if self.completing_gone
+                    && (self.protocol.is_session_gone(&source.error) || !source.error.is_retryable()) =>
             {
-                let reason = source.error.to_string();
-                if matches!(&self.source, Source::Stream(s) if s.position() > 0) {
-                    return Err(UploadError::StateCorrupt(format!(
-                        "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
-                    )));
-                }
-                tracing::warn!(%reason, "the upload session is gone and the object is not there; starting a new one");
-                self.emit(Event::SessionRestarted { reason });
-                self.completing_gone = false;
-                self.state = None;
-                self.hasher = None;
-                self.carry.clear();
-                self.reconciled = false;
+                self.start_over(source.error.to_string())?;
+                Ok(None)
+            }
+            Err(UploadError::Integrity(e)) if self.completing_gone => {
+                self.start_over(e.to_string())?;
                 Ok(None)
             }
             other => other.map(Some),
@@ -1207,7 +1225,6 @@ impl<P: Protocol> Upload<P> {
     }
 }
 
-/// What ended a wait for a part task.
 /// What waiting for a slot ended with.
 enum Slot {
     /// A slot for the next part.
@@ -1218,6 +1235,7 @@ enum Slot {
     Failed,
 }
 
+/// What ended a wait for a part task.
 enum Wait<T> {
     Joined(Option<Result<T, tokio::task::JoinError>>),
     Deadline,
