@@ -19,9 +19,11 @@
 //! `benchmarks-scaling.svg`), the copy the repository keeps.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::{Server, arg, flag, median};
 
 use serde::Deserialize;
 
@@ -44,19 +46,6 @@ struct Measured {
 
 const MIB: f64 = 1_048_576.0;
 const GIB: f64 = 1_073_741_824.0;
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn flag(args: &[String], name: &str) -> bool {
-    args.iter().any(|a| a == name)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
 
 /// A file of `size` bytes of incompressible data, made once and kept.
 fn input_file(root: &Path, size: u64) -> Result<PathBuf, String> {
@@ -95,66 +84,17 @@ fn json_run(command: &mut Command, what: &str) -> Result<Run, String> {
     serde_json::from_str(line).map_err(|e| format!("{what} printed {line:?}: {e}"))
 }
 
-/// An emulator (or the PUT sink) in its own process: its endpoint line, and the count of what it
-/// received, asked for on its standard input.
-struct Server {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    line: String,
-}
-
-#[derive(Deserialize)]
-struct Stats {
-    requests: u64,
-    body_bytes: u64,
-}
-
-impl Server {
-    fn start(exe: &Path, args: &[&str]) -> Result<Self, String> {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        if line.trim().is_empty() {
-            return Err(format!("{} printed no endpoint line", exe.display()));
-        }
-        Ok(Self { child, stdin, stdout, line: line.trim().to_owned() })
-    }
-
-    fn stats(&mut self) -> Result<Stats, String> {
-        let stdin = self.stdin.as_mut().ok_or("the server's input is closed")?;
-        stdin.write_all(b"stats\n").and_then(|()| stdin.flush()).map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        serde_json::from_str(&line).map_err(|e| format!("stats line {line:?}: {e}"))
-    }
-
-    /// Runs a client against this server and counts what it sent.
-    fn measure(&mut self, command: &mut Command, what: &str) -> Result<Measured, String> {
-        let before = self.stats()?;
-        let run = json_run(command.env("EMULATOR", &self.line), what)?;
-        let after = self.stats()?;
-        Ok(Measured {
-            run,
-            requests: after.requests.saturating_sub(before.requests),
-            body_bytes: after.body_bytes.saturating_sub(before.body_bytes),
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Closing its standard input stops it.
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
+/// Runs a client against a server and counts what it sent.
+fn measure(server: &mut Server, command: &mut Command, what: &str) -> Result<Measured, String> {
+    let before = server.stats()?;
+    let line = server.lines.first().cloned().unwrap_or_default();
+    let run = json_run(command.env("EMULATOR", line), what)?;
+    let after = server.stats()?;
+    Ok(Measured {
+        run,
+        requests: after.requests.saturating_sub(before.requests),
+        body_bytes: after.body_bytes.saturating_sub(before.body_bytes),
+    })
 }
 
 /// One vendor's row: its emulator and bench client, and the peers beside it.
@@ -358,7 +298,7 @@ fn vendor(
     let opendal = v.opendal.map(|name| opendal_peer(root, name)).transpose()?;
     let file = input_file(root, size)?;
     let examples = root.join("target/release/examples");
-    let mut emulator = Server::start(&examples.join(v.emulator), v.emulator_args)?;
+    let mut emulator = Server::start(&examples.join(v.emulator), v.emulator_args, 1)?;
     let sizes = [part_mib.to_string(), concurrency.to_string()];
     let mut ours = Vec::new();
     let mut theirs: Vec<Vec<Measured>> = v.peers.iter().map(|_| Vec::new()).collect();
@@ -367,18 +307,20 @@ fn vendor(
     for round in 0..rounds {
         println!("bench {}: round {}/{rounds}", v.name, round + 1);
         let client_args = ["--part-size-mib", &sizes[0], "--concurrency", &sizes[1]];
-        ours.push(emulator.measure(
+        ours.push(measure(
+            &mut emulator,
             Command::new(examples.join(v.client)).arg("--file").arg(&file).args(client_args).args(v.client_args),
             "our uploader",
         )?);
         for ((label, extra), runs) in v.peers.iter().zip(theirs.iter_mut()) {
-            runs.push(emulator.measure(
+            runs.push(measure(
+                &mut emulator,
                 Command::new(&python).arg(root.join(v.peer_script)).arg(&file).args(&sizes).args(*extra),
                 label,
             )?);
         }
         if let Some(exe) = &opendal {
-            dal.push(emulator.measure(Command::new(exe).arg(&file).args(&sizes), "OpenDAL")?);
+            dal.push(measure(&mut emulator, Command::new(exe).arg(&file).args(&sizes), "OpenDAL")?);
         }
         hashing.push(json_run(
             Command::new(examples.join(v.client)).arg("--file").arg(&file).args([
@@ -388,7 +330,8 @@ fn vendor(
             ]),
             "hashing limit",
         )?);
-        put.push(put_sink.measure(
+        put.push(measure(
+            put_sink,
             Command::new(root.join("target/release/examples/put_limit")).arg("--file").arg(&file).args(client_args),
             "plain PUT limit",
         )?);
@@ -481,11 +424,12 @@ fn scaling(root: &Path, args: &[String], report: &mut String) -> Result<(Vec<Poi
     let rounds = arg(args, "--scaling-rounds", 1).max(1);
     release_examples("oss-multipart", &["oss_emulator", "oss_bench_upload"])?;
     let examples = root.join("target/release/examples");
-    let mut emulator = Server::start(&examples.join("oss_emulator"), &["--no-verify-md5", "--discard-bodies"])?;
+    let mut emulator = Server::start(&examples.join("oss_emulator"), &["--no-verify-md5", "--discard-bodies"], 1)?;
     let run = |emulator: &mut Server, file: &Path, part: u64, conc: u64, size_mib: u64| -> Result<Point, String> {
         let mut runs = Vec::new();
         for _ in 0..rounds {
-            runs.push(emulator.measure(
+            runs.push(measure(
+                emulator,
                 Command::new(examples.join("oss_bench_upload")).arg("--file").arg(file).args([
                     "--part-size-mib",
                     &part.to_string(),
@@ -696,7 +640,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         ]),
         "cargo build --release (put_limit)",
     )?;
-    let mut put_sink = Server::start(&root.join("target/release/examples/put_limit"), &["--serve"])?;
+    let mut put_sink = Server::start(&root.join("target/release/examples/put_limit"), &["--serve"], 1)?;
     let mut results = Vec::new();
     let mut vendors = String::new();
     for v in VENDORS {

@@ -11,9 +11,11 @@
 //! mid-upload. The report goes to `target/chaos/report.md`.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::{Server, arg, median, text_arg};
 use std::time::{Duration, Instant};
 
 /// A small seeded generator (xorshift64*): trials replay from the seed.
@@ -60,32 +62,23 @@ const VENDORS: &[Vendor] = &[
 /// Box's part size for files under 256 MiB.
 const BOX_PART: u64 = 8 << 20;
 
-/// `cloud-upload emulator`, its JSON lines, and its counts on request.
+/// `cloud-upload emulator` in its own process, and its JSON lines by provider.
 struct Emulators {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    server: Server,
     lines: Vec<serde_json::Value>,
 }
 
 impl Emulators {
     fn start(exe: &Path, data: &Path) -> Result<Self, String> {
-        let mut child = Command::new(exe)
-            .args(["emulator", "--provider", "all", "--part-delay-ms", "40", "--data-dir"])
-            .arg(data)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the emulators: {e}"))?;
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut lines = Vec::new();
-        for _ in 0..4 {
-            let mut line = String::new();
-            stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-            lines.push(serde_json::from_str(&line).map_err(|e| format!("emulator line {line:?}: {e}"))?);
-        }
-        Ok(Self { child, stdin, stdout, lines })
+        let data = data.display().to_string();
+        let args = ["emulator", "--provider", "all", "--part-delay-ms", "40", "--data-dir", &data];
+        let server = Server::start(exe, &args, 4)?;
+        let lines = server
+            .lines
+            .iter()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("emulator line {l:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { server, lines })
     }
 
     fn get(&self, provider: &str) -> &serde_json::Value {
@@ -94,28 +87,13 @@ impl Emulators {
 
     /// Ends the open Graph and SharePoint REST sessions, as their idle time would.
     fn expire_sessions(&mut self) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("closed")?;
-        stdin.write_all(b"expire-sessions\n").and_then(|()| stdin.flush()).map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let line = self.server.command("expire-sessions")?;
         if line.contains("expire-sessions") { Ok(()) } else { Err(format!("expire-sessions answered {line:?}")) }
     }
 
     /// Body bytes received so far by all the emulators.
     fn body_bytes(&mut self) -> Result<u64, String> {
-        let stdin = self.stdin.as_mut().ok_or("closed")?;
-        stdin.write_all(b"stats\n").and_then(|()| stdin.flush()).map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("stats {line:?}: {e}"))?;
-        v["body_bytes"].as_u64().ok_or_else(|| format!("stats {line:?}"))
-    }
-}
-
-impl Drop for Emulators {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
+        Ok(self.server.stats()?.body_bytes)
     }
 }
 
@@ -395,21 +373,11 @@ fn trial(
 
 /// Runs the trials; the error names the failures and how to replay them.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
-    let trials = args
-        .iter()
-        .position(|a| a == "--trials")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50u64);
-    let seed = args
-        .iter()
-        .position(|a| a == "--seed")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
-    let only = args.iter().position(|a| a == "--vendor").and_then(|i| args.get(i + 1)).cloned();
+    let trials = arg(args, "--trials", 50);
+    let clock =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let seed = text_arg(args, "--seed").and_then(|v| v.parse().ok()).unwrap_or_else(clock);
+    let only = text_arg(args, "--vendor");
     println!("chaos: seed {seed}, {trials} trials per vendor");
     crate::run_checked(crate::cargo().args(["build", "--locked", "-p", "cloud-upload"]), "cargo build (cloud-upload)")?;
     let exe = root.join("target/debug").join(format!("cloud-upload{}", std::env::consts::EXE_SUFFIX));
@@ -437,10 +405,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
                 index + 1
             ));
         }
-        let mut sorted: Vec<u64> = tally.resent_per_kill.iter().map(|(_, r)| *r).collect();
-        sorted.sort_unstable();
-        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
-        let max = sorted.last().copied().unwrap_or(0);
+        let resent: Vec<u64> = tally.resent_per_kill.iter().map(|(_, r)| *r).collect();
+        let max = resent.iter().copied().max().unwrap_or(0);
+        let median = median(resent);
         let _ = writeln!(
             report,
             "| {} | {} | {} | {} | {} | {:.2} / {:.2} MiB | {:.2} MiB | {} |",

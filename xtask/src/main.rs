@@ -19,6 +19,7 @@ mod chaos;
 mod codegen;
 mod conformance;
 mod fuzz;
+mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

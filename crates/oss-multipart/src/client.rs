@@ -1,8 +1,8 @@
 //! The operations layer: one method per OSS call, stateless, typed in and out.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
+use upload_core::http::ClockOffset;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -96,9 +96,9 @@ pub struct Client {
 struct Inner {
     config: Config,
     http: reqwest::Client,
-    /// The server's clock minus the local one, in milliseconds: 0 until OSS refuses a request
+    /// The server's clock minus the local one: zero until OSS refuses a request
     /// with RequestTimeTooSkewed, then learned from its answer and added to every signing time.
-    clock_offset_ms: AtomicI64,
+    clock_offset: ClockOffset,
 }
 
 impl std::fmt::Debug for Client {
@@ -182,39 +182,16 @@ fn http_date(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// `t` moved by `ms` milliseconds (either way).
-fn shift(t: SystemTime, ms: i64) -> SystemTime {
-    let d = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { t.checked_add(d) } else { t.checked_sub(d) }.unwrap_or(t)
-}
-
-/// Milliseconds from `from` to `to` (negative when `to` is earlier).
-fn millis_between(from: SystemTime, to: SystemTime) -> i64 {
-    match to.duration_since(from) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
-    }
-}
-
-/// A server time that can be trusted to correct the local clock: readable, and not the epoch
-/// or another obviously unset clock (a server once answered `Date: … 1970`).
-fn plausible(t: chrono::DateTime<chrono::Utc>) -> Option<SystemTime> {
-    (t.timestamp() >= 946_684_800).then(|| t.into())
-}
-
 /// The server's clock at the time of a RequestTimeTooSkewed answer: its `Date` header, else the
 /// error document's `ServerTime`.
 fn server_time(date_header: Option<&str>, error: &Error) -> Option<SystemTime> {
-    let from_header = date_header
-        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
-        .and_then(|t| plausible(t.with_timezone(&chrono::Utc)));
-    from_header.or_else(|| match error {
+    upload_core::http::server_date(date_header).or_else(|| match error {
         Error::Service(e) => e
             .body
             .server_time
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
-            .and_then(|t| plausible(t.with_timezone(&chrono::Utc))),
+            .and_then(|t| upload_core::http::plausible(t.with_timezone(&chrono::Utc))),
         _ => None,
     })
 }
@@ -245,7 +222,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
-        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset_ms: AtomicI64::new(0) }) })
+        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset: ClockOffset::default() }) })
     }
 
     /// The configuration.
@@ -259,19 +236,19 @@ impl Client {
     /// the difference, and signs that request again and every later one, and presigned URLs,
     /// with the local clock plus this offset, as the official SDKs do.
     pub fn clock_offset(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds(self.inner.clock_offset_ms.load(Ordering::Relaxed))
+        self.inner.clock_offset.get()
     }
 
     /// Sets the offset of [`Client::clock_offset`], for a process that knows OSS's clock
     /// already (a client that only presigns URLs never gets a RequestTimeTooSkewed to learn
     /// it from).
     pub fn set_clock_offset(&self, offset: chrono::Duration) {
-        self.inner.clock_offset_ms.store(offset.num_milliseconds(), Ordering::Relaxed);
+        self.inner.clock_offset.set(offset);
     }
 
     /// The time to sign with: the local clock corrected by the learned offset.
     fn now(&self) -> SystemTime {
-        shift(SystemTime::now(), self.inner.clock_offset_ms.load(Ordering::Relaxed))
+        self.inner.clock_offset.now()
     }
 
     fn url(&self, bucket: Option<&str>, key: Option<&str>, query: &[(String, String)]) -> Result<reqwest::Url, Error> {
@@ -356,7 +333,7 @@ impl Client {
                 && is_clock_skew(&error)
                 && let Some(server) = server_time(date.as_deref(), &error)
             {
-                self.inner.clock_offset_ms.store(millis_between(received, server), Ordering::Relaxed);
+                self.inner.clock_offset.learn(received, server);
                 corrected = true;
                 continue;
             }
@@ -837,8 +814,6 @@ mod tests {
     #[test]
     fn the_clock_offset_comes_from_a_plausible_server_time() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_702_781_677);
-        assert_eq!(millis_between(t, shift(t, -1_800_000)), -1_800_000);
-        assert_eq!(millis_between(t, shift(t, 1_800_500)), 1_800_500);
         let skewed = |server_time: Option<&str>| {
             Error::from(ServiceError {
                 status: 403,

@@ -2,8 +2,8 @@
 //! QingStor's names.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
+use upload_core::http::ClockOffset;
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -123,37 +123,16 @@ pub struct Client {
 struct Inner {
     config: Config,
     http: reqwest::Client,
-    /// The server's clock minus the local one, in milliseconds: 0 until QingStor refuses a
+    /// The server's clock minus the local one: zero until QingStor refuses a
     /// request with `request_expired`, then learned from its `Date` and added to every signing
     /// time.
-    clock_offset_ms: AtomicI64,
+    clock_offset: ClockOffset,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("config", &self.inner.config).finish_non_exhaustive()
     }
-}
-
-/// `t` moved by `ms` milliseconds (either way).
-fn shift(t: SystemTime, ms: i64) -> SystemTime {
-    let d = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { t.checked_add(d) } else { t.checked_sub(d) }.unwrap_or(t)
-}
-
-/// Milliseconds from `from` to `to` (negative when `to` is earlier).
-fn millis_between(from: SystemTime, to: SystemTime) -> i64 {
-    match to.duration_since(from) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
-    }
-}
-
-/// The server's clock from its `Date` header, when it is readable and not the epoch or another
-/// obviously unset clock.
-fn server_time(date_header: Option<&str>) -> Option<SystemTime> {
-    let t = chrono::DateTime::parse_from_rfc2822(date_header?.trim()).ok()?.with_timezone(&chrono::Utc);
-    (t.timestamp() >= 946_684_800).then(|| t.into())
 }
 
 /// QingStor refused a header-signed request for its date: `403 request_expired` (QingStor has
@@ -195,7 +174,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(Error::transport)?;
-        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset_ms: AtomicI64::new(0) }) })
+        Ok(Self { inner: Arc::new(Inner { config, http, clock_offset: ClockOffset::default() }) })
     }
 
     /// The configuration.
@@ -209,18 +188,18 @@ impl Client {
     /// difference, and signs that request again and every later one, and presigned URLs, with
     /// the local clock plus this offset, as the official SDKs do.
     pub fn clock_offset(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds(self.inner.clock_offset_ms.load(Ordering::Relaxed))
+        self.inner.clock_offset.get()
     }
 
     /// Sets the offset of [`Client::clock_offset`], for a process that knows QingStor's clock
     /// already (a client that only presigns URLs never gets a refusal to learn it from).
     pub fn set_clock_offset(&self, offset: chrono::Duration) {
-        self.inner.clock_offset_ms.store(offset.num_milliseconds(), Ordering::Relaxed);
+        self.inner.clock_offset.set(offset);
     }
 
     /// The time to sign with: the local clock corrected by the learned offset.
     fn now(&self) -> SystemTime {
-        shift(SystemTime::now(), self.inner.clock_offset_ms.load(Ordering::Relaxed))
+        self.inner.clock_offset.now()
     }
 
     /// The request path as sent and the canonical path as signed.
@@ -273,9 +252,9 @@ impl Client {
             // A skewed local clock: learn the server's from this answer and sign again, once.
             if !corrected
                 && is_clock_skew(&error)
-                && let Some(server) = server_time(date.as_deref())
+                && let Some(server) = upload_core::http::server_date(date.as_deref())
             {
-                self.inner.clock_offset_ms.store(millis_between(received, server), Ordering::Relaxed);
+                self.inner.clock_offset.learn(received, server);
                 corrected = true;
                 continue;
             }
@@ -640,12 +619,6 @@ mod tests {
     fn the_clock_offset_comes_from_a_plausible_date_and_skew_is_final() {
         use upload_core::Classify as _;
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_702_781_677);
-        assert_eq!(millis_between(t, shift(t, -1_800_000)), -1_800_000);
-        assert_eq!(millis_between(t, shift(t, 1_800_500)), 1_800_500);
-        assert_eq!(server_time(Some("Sun, 17 Dec 2023 02:54:37 GMT")), Some(t));
-        assert_eq!(server_time(Some("Thu, 01 Jan 1970 00:00:00 GMT")), None);
-        assert_eq!(server_time(Some("garbage")), None);
-        assert_eq!(server_time(None), None);
         let body = br#"{"code":"request_expired","message":"m","request_id":"r"}"#;
         let e = error_from_answer(403, &HeaderMap::new(), body, t);
         assert!(is_clock_skew(&e));

@@ -1,7 +1,13 @@
-//! Reading vendors' answers (feature `http`): an answer document is read only up to
-//! [`MAX_DOCUMENT`] bytes, so a broken or hostile server cannot make a client buffer without
-//! bound. Part bodies never come back through here; the vendor crates map [`DocumentError`] to
-//! their own errors.
+//! What the vendor clients share about HTTP (feature `http`):
+//!
+//! * reading answers: a document is read only up to [`MAX_DOCUMENT`] bytes, so a broken or
+//!   hostile server cannot make a client buffer without bound (part bodies never come back
+//!   through here; the vendor crates map [`DocumentError`] to their own errors);
+//! * the clock: a [`ClockOffset`] learned from the server's time when it refuses a request for
+//!   its signing time, added to every later signing time.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,4 +39,81 @@ pub async fn read_document(mut response: reqwest::Response) -> Result<Bytes, Doc
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The server's clock minus the local one: zero until a server refuses a request for its
+/// signing time, then learned from the server's time and added to every signing time. Shared
+/// by a client's clones.
+#[derive(Debug, Default)]
+pub struct ClockOffset {
+    millis: AtomicI64,
+}
+
+impl ClockOffset {
+    /// The offset now.
+    pub fn get(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.millis.load(Ordering::Relaxed))
+    }
+
+    /// Sets the offset (a process that knows the server's clock).
+    pub fn set(&self, offset: chrono::Duration) {
+        self.millis.store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// The local clock corrected by the offset: the time to sign with.
+    pub fn now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.millis.load(Ordering::Relaxed))
+    }
+
+    /// Learns the offset from the server's time in an answer received at `received` (local).
+    pub fn learn(&self, received: SystemTime, server: SystemTime) {
+        self.millis.store(millis_between(received, server), Ordering::Relaxed);
+    }
+}
+
+/// `t` moved by `ms` milliseconds (either way).
+fn shift(t: SystemTime, ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 { t.checked_add(d) } else { t.checked_sub(d) }.unwrap_or(t)
+}
+
+/// Milliseconds from `from` to `to` (negative when `to` is earlier).
+fn millis_between(from: SystemTime, to: SystemTime) -> i64 {
+    match to.duration_since(from) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+/// A server time that can be trusted to correct the local clock: not the epoch or another
+/// obviously unset clock (a server once answered `Date: … 1970`).
+pub fn plausible(t: chrono::DateTime<chrono::Utc>) -> Option<SystemTime> {
+    (t.timestamp() >= 946_684_800).then(|| t.into())
+}
+
+/// The server's clock from an HTTP `Date` header, when it is readable and plausible.
+pub fn server_date(header: Option<&str>) -> Option<SystemTime> {
+    let t = chrono::DateTime::parse_from_rfc2822(header?.trim()).ok()?;
+    plausible(t.with_timezone(&chrono::Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_is_learned_from_a_plausible_server_date() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_702_781_677);
+        assert_eq!(millis_between(t, shift(t, -1_800_000)), -1_800_000);
+        assert_eq!(millis_between(t, shift(t, 1_800_500)), 1_800_500);
+        assert_eq!(server_date(Some("Sun, 17 Dec 2023 02:54:37 GMT")), Some(t));
+        assert_eq!(server_date(Some("Thu, 01 Jan 1970 00:00:00 GMT")), None);
+        assert_eq!(server_date(Some("garbage")), None);
+        assert_eq!(server_date(None), None);
+        let offset = ClockOffset::default();
+        offset.learn(t, shift(t, -1_800_000));
+        assert_eq!(offset.get(), chrono::Duration::minutes(-30));
+        let skew = SystemTime::now().duration_since(offset.now()).unwrap_or_default();
+        assert!((Duration::from_secs(1799)..Duration::from_secs(1801)).contains(&skew), "{skew:?}");
+    }
 }
