@@ -165,13 +165,8 @@ pub(crate) async fn read_document(response: reqwest::Response, operation: &'stat
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            // A redirect would carry the token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Error::transport)?;
+        // No redirects: one would carry the credentials (and a part's body) elsewhere.
+        let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         let tokens = Tokens::new(config.auth.clone(), config.oauth_url.clone());
         Ok(Self { inner: Arc::new(Inner { config, http, tokens }) })
     }

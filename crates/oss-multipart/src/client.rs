@@ -215,13 +215,8 @@ impl Client {
             ))
             .into());
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            // A redirect would carry the security token, and a PUT's body, to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Error::transport)?;
+        // No redirects: one would carry the credentials (and a part's body) elsewhere.
+        let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         Ok(Self { inner: Arc::new(Inner { config, http, clock_offset: ClockOffset::default() }) })
     }
 

@@ -167,13 +167,8 @@ pub(crate) async fn read_document(response: reqwest::Response, operation: &'stat
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            // A redirect would carry a PUT's body, and the request's date and headers, elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Error::transport)?;
+        // No redirects: one would carry the credentials (and a part's body) elsewhere.
+        let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         Ok(Self { inner: Arc::new(Inner { config, http, clock_offset: ClockOffset::default() }) })
     }
 

@@ -253,13 +253,8 @@ fn sensitive(value: &str, what: &str) -> Result<HeaderValue, Error> {
 impl RestClient {
     /// A client for a site.
     pub fn new(config: RestConfig) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            // A redirect (to a sign-in page, say) would carry the credentials elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Error::transport)?;
+        // No redirects: one would carry the credentials (and a part's body) elsewhere.
+        let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         let tokens = match &config.auth {
             RestAuth::Bearer(auth) => Some(Tokens::new(auth.clone(), config.login_url.clone())),
             RestAuth::Cookie(_) => None,

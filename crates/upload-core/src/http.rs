@@ -1,5 +1,6 @@
 //! What the vendor clients share about HTTP (feature `http`):
 //!
+//! * the HTTP client, configured the same way for every vendor ([`client`]);
 //! * reading answers: a document is read only up to [`MAX_DOCUMENT`] bytes, so a broken or
 //!   hostile server cannot make a client buffer without bound (part bodies never come back
 //!   through here; the vendor crates map [`DocumentError`] to their own errors);
@@ -14,6 +15,17 @@ use bytes::{Bytes, BytesMut};
 /// The most bytes of an answer document read into memory (8 MiB). The vendors' documents are a
 /// few kilobytes; a page of parts is at most a few hundred.
 pub const MAX_DOCUMENT: usize = 8 << 20;
+
+/// The HTTP client every vendor client uses: its connection timeout, idle connections kept
+/// 50 s, and no redirects, since a redirect would carry a token, a signature or a part's body
+/// to wherever it points.
+pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
 
 /// Why an answer could not be read.
 #[derive(Debug, thiserror::Error)]
