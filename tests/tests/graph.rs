@@ -47,6 +47,11 @@ fn fragments(emu: &Emulator) -> Vec<(Option<u32>, u16)> {
         .collect()
 }
 
+/// A fault on one operation (and part, when given), spent after `times` requests.
+fn fault(operation: Operation, part_number: Option<u32>, times: u32, action: FaultAction) -> Fault {
+    Fault { operation: Some(operation), part_number, times, action }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_drive_form_and_tricky_names_store_the_bytes_and_the_hash() {
     let emu = emulator().await;
@@ -81,24 +86,14 @@ async fn every_drive_form_and_tricky_names_store_the_bytes_and_the_hash() {
 async fn a_lost_fragment_answer_and_a_reset_are_reconciled_with_next_expected_ranges() {
     let emu = emulator().await;
     // Stored, answer lost: the retry meets 416, the status shows it arrived, the upload goes on.
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(1),
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(2),
-        times: 1,
-        action: FaultAction::ResetMidBody { after: 100 * 1024 },
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(3),
-        times: 1,
-        action: FaultAction::Error { status: 503, code: "serviceNotAvailable".into(), retry_after: Some(1) },
-    });
+    emu.inject(fault(Operation::UploadFragment, Some(1), 1, FaultAction::LoseResponse));
+    emu.inject(fault(Operation::UploadFragment, Some(2), 1, FaultAction::ResetMidBody { after: 100 * 1024 }));
+    emu.inject(fault(
+        Operation::UploadFragment,
+        Some(3),
+        1,
+        FaultAction::Error { status: 503, code: "serviceNotAvailable".into(), retry_after: Some(1) },
+    ));
     let data = Bytes::from(pattern(5 * FRAGMENT as usize + 5, 2));
     let uploader = Uploader::new(client(&emu)).with_options(options(1));
     let done = uploader
@@ -122,12 +117,7 @@ async fn crash_then_resume_in_another_process_sends_only_what_the_server_lacks()
     std::fs::write(&path, &data).unwrap();
     let checkpoint = dir.join("upload.json");
     let opts = UploadOptions { checkpoint: Some(checkpoint.clone()), ..options(1) };
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: None,
-        times: 1000,
-        action: FaultAction::Delay(Duration::from_millis(100)),
-    });
+    emu.inject(fault(Operation::UploadFragment, None, 1000, FaultAction::Delay(Duration::from_millis(100))));
     let uploader = Uploader::new(client(&emu)).with_options(opts.clone());
     let mut upload = uploader.upload(Drive::Me, Item::Path("crash.bin".into()), Source::file(&path).unwrap()).unwrap();
     // A few fragments' worth, then the process "dies" (the upload is dropped).
@@ -159,12 +149,7 @@ async fn crash_then_resume_in_another_process_sends_only_what_the_server_lacks()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_mode_across_fresh_clients_and_a_session_that_expired_starts_over() {
     let emu = emulator().await;
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: None,
-        times: 1000,
-        action: FaultAction::Delay(Duration::from_millis(150)),
-    });
+    emu.inject(fault(Operation::UploadFragment, None, 1000, FaultAction::Delay(Duration::from_millis(150))));
     let data = Bytes::from(pattern(24 * FRAGMENT as usize, 4));
     let mut saved: Option<String> = None;
     let mut steps = 0;
@@ -303,12 +288,12 @@ async fn conflicts_deferred_commit_and_cancel() {
 async fn a_fragment_graph_kept_only_in_part_is_finished_with_its_tail() {
     let emu = emulator().await;
     // Graph keeps 100 KiB of fragment 1 and answers 500: the next expected byte is off the grid.
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(1),
-        times: 1,
-        action: FaultAction::PartialThenError { keep: 100 * 1024, status: 500, code: "generalException".into() },
-    });
+    emu.inject(fault(
+        Operation::UploadFragment,
+        Some(1),
+        1,
+        FaultAction::PartialThenError { keep: 100 * 1024, status: 500, code: "generalException".into() },
+    ));
     let data = Bytes::from(pattern(3 * FRAGMENT as usize + 1, 7));
     let uploader = Uploader::new(client(&emu)).with_options(options(1));
     uploader
@@ -335,12 +320,7 @@ async fn a_fragment_graph_kept_only_in_part_is_finished_with_its_tail() {
 async fn a_lost_answer_to_the_last_fragment_or_a_resume_after_it_finds_the_item() {
     let emu = emulator().await;
     let data = Bytes::from(pattern(3 * FRAGMENT as usize, 8));
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(2),
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
+    emu.inject(fault(Operation::UploadFragment, Some(2), 1, FaultAction::LoseResponse));
     let uploader = Uploader::new(client(&emu)).with_options(options(1));
     let done = uploader
         .upload(Drive::Me, Item::Path("last.bin".into()), Source::bytes(data.clone()))
@@ -719,18 +699,13 @@ async fn ranges_with_their_end_are_followed_through_lost_answers_and_partial_fra
 
     // The uploader: a lost answer (the retry meets 416, the status says where it stands) and a
     // fragment kept in part (the next byte off the 320 KiB grid).
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(1),
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: Some(3),
-        times: 1,
-        action: FaultAction::PartialThenError { keep: 100 * 1024, status: 500, code: "generalException".into() },
-    });
+    emu.inject(fault(Operation::UploadFragment, Some(1), 1, FaultAction::LoseResponse));
+    emu.inject(fault(
+        Operation::UploadFragment,
+        Some(3),
+        1,
+        FaultAction::PartialThenError { keep: 100 * 1024, status: 500, code: "generalException".into() },
+    ));
     let uploader = Uploader::new(c.clone()).with_options(options(1));
     let done = uploader
         .upload(Drive::Me, Item::Path("ends.bin".into()), Source::bytes(data.clone()))
@@ -896,12 +871,7 @@ fn session_url(session: &sharepoint_resumable::types::UploadSession) -> Secret {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_is_reported_when_the_caller_does_not_allow_a_restart() {
     let emu = emulator().await;
-    emu.inject(Fault {
-        operation: Some(Operation::UploadFragment),
-        part_number: None,
-        times: 1000,
-        action: FaultAction::Delay(Duration::from_millis(100)),
-    });
+    emu.inject(fault(Operation::UploadFragment, None, 1000, FaultAction::Delay(Duration::from_millis(100))));
     let data = Bytes::from(pattern(6 * FRAGMENT as usize, 9));
     let strict = UploadOptions { restart_gone_session: false, ..options(1) };
     let uploader = Uploader::new(client(&emu)).with_options(strict);
@@ -936,12 +906,7 @@ async fn a_session_gone_before_its_commit_over_an_older_file_is_started_over() {
         .unwrap();
     // Every byte of the new upload is in, but the commit is held past the step's budget; then
     // the session expires before the next step.
-    emu.inject(Fault {
-        operation: Some(Operation::CommitSession),
-        part_number: None,
-        times: 1,
-        action: FaultAction::Delay(Duration::from_secs(3)),
-    });
+    emu.inject(fault(Operation::CommitSession, None, 1, FaultAction::Delay(Duration::from_secs(3))));
     let data = Bytes::from(pattern(3 * FRAGMENT as usize + 5, 11));
     let uploader = Uploader::new(client(&emu)).with_options(options(1)).with_defer_commit(true);
     let mut upload =

@@ -57,8 +57,13 @@ fn calls(emu: &Emulator) -> Vec<(Option<Operation>, u64, u16)> {
 
 fn slow_chunks(emu: &Emulator, delay: Duration) {
     for op in [Operation::StartUpload, Operation::ContinueUpload, Operation::FinishUpload] {
-        emu.inject(Fault { operation: Some(op), part_number: None, times: 1000, action: FaultAction::Delay(delay) });
+        emu.inject(fault(op, None, 1000, FaultAction::Delay(delay)));
     }
+}
+
+/// A fault on one operation (and part, when given), spent after `times` requests.
+fn fault(operation: Operation, part_number: Option<u32>, times: u32, action: FaultAction) -> Fault {
+    Fault { operation: Some(operation), part_number, times, action }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,39 +115,25 @@ async fn every_odata_flavour_and_tricky_names_store_the_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_lost_answers_and_throttling_are_reconciled_without_failing() {
     let emu = emulator().await;
-    emu.inject(Fault {
-        operation: Some(Operation::StartUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::Error {
+    emu.inject(fault(
+        Operation::StartUpload,
+        None,
+        1,
+        FaultAction::Error {
             status: 429,
             code: "-2147024860, Microsoft.SharePoint.SPQueryThrottledException".into(),
             retry_after: Some(1),
         },
-    });
+    ));
     // Stored, answer lost: the retry finds the chunk held and goes on.
-    emu.inject(Fault {
-        operation: Some(Operation::ContinueUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::ContinueUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::ResetMidBody { after: 100 * 1024 },
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::FinishUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::Error {
-            status: 503,
-            code: "-1, Microsoft.SharePoint.SPException".into(),
-            retry_after: Some(1),
-        },
-    });
+    emu.inject(fault(Operation::ContinueUpload, None, 1, FaultAction::LoseResponse));
+    emu.inject(fault(Operation::ContinueUpload, None, 1, FaultAction::ResetMidBody { after: 100 * 1024 }));
+    emu.inject(fault(
+        Operation::FinishUpload,
+        None,
+        1,
+        FaultAction::Error { status: 503, code: "-1, Microsoft.SharePoint.SPException".into(), retry_after: Some(1) },
+    ));
     let data = Bytes::from(pattern(5 * MIB as usize + 5, 2));
     let done = RestUploader::new(bearer(&emu))
         .with_options(options(MIB))
@@ -233,12 +224,7 @@ async fn step_mode_in_one_second_budgets_across_fresh_clients_and_an_expired_ses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_to_finish_upload_finds_the_file() {
     let emu = emulator().await;
-    emu.inject(Fault {
-        operation: Some(Operation::FinishUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
+    emu.inject(fault(Operation::FinishUpload, None, 1, FaultAction::LoseResponse));
     let data = Bytes::from(pattern(3 * MIB as usize + 1, 5));
     let done = RestUploader::new(bearer(&emu))
         .with_options(options(MIB))
@@ -401,22 +387,13 @@ async fn a_retried_finish_upload_that_meets_the_finished_session_finds_the_file(
     let emu = emulator().await;
     // FinishUpload is done but its answer is lost; the look at the session fails for a moment,
     // so the chunk is sent again and meets a session that ended with the upload.
-    emu.inject(Fault {
-        operation: Some(Operation::FinishUpload),
-        part_number: None,
-        times: 1,
-        action: FaultAction::LoseResponse,
-    });
-    emu.inject(Fault {
-        operation: Some(Operation::GetUploadStatus),
-        part_number: None,
-        times: 1,
-        action: FaultAction::Error {
-            status: 503,
-            code: "-1, Microsoft.SharePoint.SPException".into(),
-            retry_after: None,
-        },
-    });
+    emu.inject(fault(Operation::FinishUpload, None, 1, FaultAction::LoseResponse));
+    emu.inject(fault(
+        Operation::GetUploadStatus,
+        None,
+        1,
+        FaultAction::Error { status: 503, code: "-1, Microsoft.SharePoint.SPException".into(), retry_after: None },
+    ));
     let data = Bytes::from(pattern(3 * MIB as usize + 1, 8));
     let done = RestUploader::new(bearer(&emu))
         .with_options(options(MIB))
