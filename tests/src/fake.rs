@@ -185,6 +185,11 @@ impl Protocol for Fake {
         "fake://bucket/key".into()
     }
 
+    fn check_session(&self, session: &String, _plan: &PartPlan) -> Result<(), String> {
+        // The fake names its sessions `session-N`; anything else is not one of its own.
+        if session.starts_with("session-") { Ok(()) } else { Err(format!("a session {session:?} of another vendor")) }
+    }
+
     fn part_hashes(&self) -> Hashes {
         self.config.part_hashes
     }

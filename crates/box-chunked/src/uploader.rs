@@ -153,6 +153,24 @@ impl Protocol for BoxProtocol {
         }
     }
 
+    fn check_session(&self, session: &BoxSession, plan: &PartPlan) -> Result<(), String> {
+        if session.destination != self.destination {
+            let other = BoxProtocol {
+                client: self.client.clone(),
+                destination: session.destination.clone(),
+                commit: CommitOptions::default(),
+            };
+            return Err(format!("a session of {}", other.target().escape_debug()));
+        }
+        if plan.total_len != Some(session.file_size) || plan.part_size != session.session.part_size {
+            return Err(format!(
+                "a session of {} bytes in parts of {}, planned as {:?} bytes in parts of {}",
+                session.file_size, session.session.part_size, plan.total_len, plan.part_size
+            ));
+        }
+        Ok(())
+    }
+
     fn part_hashes(&self) -> Hashes {
         Hashes::SHA1
     }

@@ -442,6 +442,26 @@ pub(crate) async fn run(
     Ok(outcome)
 }
 
+/// A checkpoint's state, refused unless it is this job's: its target, and a session of that
+/// target (a crafted state must not make `status` or `abort` reach another upload).
+fn load_state<P: Protocol>(protocol: &P, checkpoint: &Path) -> Result<UploadState<P::Session, P::Receipt>, Failure> {
+    let state: UploadState<P::Session, P::Receipt> =
+        upload_core::checkpoint::load(checkpoint).map_err(|e| Failure::new(Exit::BadInput, e.to_string()))?;
+    let target = protocol.target();
+    let found = if state.target != target {
+        Some(state.target.clone())
+    } else {
+        protocol.check_session(&state.session, &state.plan).err()
+    };
+    match found {
+        Some(found) => Err(Failure::new(
+            Exit::BadInput,
+            format!("{}: the saved upload state is for {}, not {target}", checkpoint.display(), found.escape_debug()),
+        )),
+        None => Ok(state),
+    }
+}
+
 /// What the server holds for a checkpoint's upload: (parts held, bytes held, parts planned).
 pub(crate) async fn status(
     backend: &Backend,
@@ -453,8 +473,7 @@ pub(crate) async fn status(
         checkpoint: &Path,
         class: Classifier<P::Error>,
     ) -> Result<(u32, u64, Option<u32>), Failure> {
-        let state: UploadState<P::Session, P::Receipt> =
-            upload_core::checkpoint::load(checkpoint).map_err(|e| Failure::new(Exit::BadInput, e.to_string()))?;
+        let state = load_state(&protocol, checkpoint)?;
         let parts = protocol.list_parts(&state.session, &state.plan).await.map_err(|e| {
             let (auth, _) = class(&e);
             Failure::new(if auth { Exit::Auth } else { Exit::Vendor }, e.to_string())
@@ -489,8 +508,7 @@ pub(crate) async fn status(
 /// Aborts a checkpoint's upload on the server and removes the checkpoint.
 pub(crate) async fn abort(backend: &Backend, job: &Job, checkpoint: &Path) -> Result<(), Failure> {
     async fn stop<P: Protocol>(protocol: P, checkpoint: &Path, class: Classifier<P::Error>) -> Result<(), Failure> {
-        let state: UploadState<P::Session, P::Receipt> =
-            upload_core::checkpoint::load(checkpoint).map_err(|e| Failure::new(Exit::BadInput, e.to_string()))?;
+        let state = load_state(&protocol, checkpoint)?;
         protocol.abort(&state.session).await.map_err(|e| {
             let (auth, _) = class(&e);
             Failure::new(if auth { Exit::Auth } else { Exit::Vendor }, e.to_string())

@@ -103,6 +103,13 @@ impl Protocol for OssProtocol {
         format!("oss://{}/{}", self.bucket, self.key)
     }
 
+    fn check_session(&self, session: &OssSession, _plan: &PartPlan) -> Result<(), String> {
+        if session.bucket == self.bucket && session.key == self.key {
+            return Ok(());
+        }
+        Err(format!("a session of oss://{}/{}", session.bucket.escape_debug(), session.key.escape_debug()))
+    }
+
     fn part_hashes(&self) -> Hashes {
         Hashes::MD5 | Hashes::CRC64
     }

@@ -108,6 +108,13 @@ impl Protocol for QingStorProtocol {
         format!("qingstor://{}/{}", self.bucket, self.key)
     }
 
+    fn check_session(&self, session: &QingStorSession, _plan: &PartPlan) -> Result<(), String> {
+        if session.bucket == self.bucket && session.key == self.key {
+            return Ok(());
+        }
+        Err(format!("a session of qingstor://{}/{}", session.bucket.escape_debug(), session.key.escape_debug()))
+    }
+
     fn part_hashes(&self) -> Hashes {
         Hashes::MD5
     }

@@ -145,6 +145,18 @@ impl Protocol for GraphProtocol {
         }
     }
 
+    fn check_session(&self, session: &GraphSession, plan: &PartPlan) -> Result<(), String> {
+        if session.drive != self.drive || session.item != self.item {
+            let other = GraphProtocol::new(self.client.clone(), session.drive.clone(), session.item.clone());
+            return Err(format!("a session of {}", other.target().escape_debug()));
+        }
+        if plan.total_len != Some(session.file_size) {
+            return Err(format!("a session of {} bytes, planned as {:?} bytes", session.file_size, plan.total_len));
+        }
+        // The upload URL's scheme and host are checked by the client before every request.
+        Ok(())
+    }
+
     fn whole_hashes(&self) -> Hashes {
         Hashes::QUICKXOR
     }
@@ -498,6 +510,16 @@ impl Protocol for RestProtocol {
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
         format!("sharepoint-rest://{host}{}", self.path())
+    }
+
+    fn check_session(&self, session: &RestSession, plan: &PartPlan) -> Result<(), String> {
+        if session.file != self.path() {
+            return Err(format!("a session of the file {}", session.file.escape_debug()));
+        }
+        if plan.total_len != Some(session.file_size) {
+            return Err(format!("a session of {} bytes, planned as {:?} bytes", session.file_size, plan.total_len));
+        }
+        Ok(())
     }
 
     async fn create(&self, total_len: Option<u64>, _part_size: u64) -> Result<Created<RestSession>, Error> {

@@ -5,7 +5,10 @@
 //! finished and the state of the whole-file hashes. It is written to a temporary file in the same
 //! directory, flushed, and renamed over the old one, so a crash leaves either the old or the new
 //! checkpoint, never half of one. On Unix the file is created with mode 0600: a vendor session
-//! can be a credential (a Graph `uploadUrl` is one).
+//! can be a credential (a Graph `uploadUrl` is one). A checkpoint says where bytes go, so one
+//! that another user owns or can write is refused when it is read ([`read_private`]), and the
+//! temporary file is created exclusively under a random name, so a directory others can write
+//! to (a shared cache, `/tmp`) cannot make it write through a planted link or file.
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -39,6 +42,18 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// The file could have been written by someone else (owned by another user, or writable by
+    /// others): it could send the upload, or the credentials, somewhere the user never meant.
+    #[error(
+        "refusing to use {}: {reason}; a file someone else can write could send your data elsewhere (if you trust it, `chmod 600` it as its owner)",
+        path.display()
+    )]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be trusted.
+        reason: String,
+    },
     /// The file is a checkpoint of another version.
     #[error("checkpoint {} has version {found}; this version of the SDK reads version {VERSION}", path.display())]
     UnsupportedVersion {
@@ -49,25 +64,29 @@ pub enum CheckpointError {
     },
 }
 
-/// Writes `state` to `path` atomically, owner-only.
+/// Writes `state` to `path` atomically, owner-only (see [`write_private`]).
 pub fn save<T: Serialize>(path: &Path, state: &T) -> Result<(), CheckpointError> {
-    let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let json = serde_json::to_vec_pretty(state)
         .map_err(|e| CheckpointError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_private(path, &json)
+}
+
+/// Writes `bytes` to `path` atomically, readable only by its owner, safe in a directory other
+/// users can write to.
+///
+/// The bytes go to a new temporary file beside `path` with a random name, created exclusively
+/// (`O_CREAT | O_EXCL`, never through a symbolic link someone planted) with mode 0600 from its
+/// creation, then flushed to disk and renamed over `path`. A crash leaves the old file or the
+/// new one, never half of one; a planted file or link is never written through or renamed into
+/// place.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io_err(io::ErrorKind::InvalidInput.into()))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let write = || -> io::Result<()> {
-        let mut file = options.open(&tmp)?;
-        file.write_all(&json)?;
+    let (tmp, mut file) = create_temporary(dir, name).map_err(io_err)?;
+    let mut write = || -> io::Result<()> {
+        file.write_all(bytes)?;
         file.sync_all()?;
-        drop(file);
         std::fs::rename(&tmp, path)?;
         #[cfg(unix)]
         if let Ok(d) = std::fs::File::open(dir) {
@@ -81,9 +100,46 @@ pub fn save<T: Serialize>(path: &Path, state: &T) -> Result<(), CheckpointError>
     })
 }
 
-/// Reads a checkpoint, checking its format and version before its contents.
+/// Creates a new temporary file beside `name` in `dir`: a name no one can guess, created
+/// exclusively and without following links, owner-only from the start.
+fn create_temporary(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, std::fs::File)> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..16 {
+        let mut tmp_name = name.to_os_string();
+        tmp_name.push(format!(".{:016x}.tmp", random_suffix()));
+        let tmp = dir.join(tmp_name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// 64 bits no other process can predict: the standard library's randomly keyed hasher over the
+/// time, the process and a counter.
+fn random_suffix() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.finish()
+}
+
+/// Reads a checkpoint, checking that it is safe to trust ([`read_private`]), then its format and
+/// version before its contents.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+    let bytes = read_private(path)?;
     let malformed = |reason: String| CheckpointError::Malformed { path: path.to_path_buf(), reason };
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
     match value.get("format").and_then(|f| f.as_str()) {
@@ -97,6 +153,50 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {
         None => return Err(malformed("no version field".into())),
     }
     serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+}
+
+/// The largest file [`read_private`] reads: a checkpoint of 10,000 parts is a few MiB.
+pub const MAX_LEN: u64 = 64 << 20;
+
+/// Reads a file that says where an upload goes (a checkpoint, a job file), refusing one that
+/// someone else could have written, as ssh refuses such keys: on Unix it must be a regular file
+/// owned by the user running this process, and neither group- nor world-writable
+/// ([`CheckpointError::Insecure`]). It is checked on the open file, so it cannot be swapped
+/// between the check and the read.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    use std::io::Read as _;
+    let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    let insecure = |reason: String| CheckpointError::Insecure { path: path.to_path_buf(), reason };
+    if !meta.is_file() {
+        return Err(insecure("it is not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = crate::sys::effective_uid();
+        if meta.uid() != me {
+            return Err(insecure(format!(
+                "it is owned by user {}, not by the user running this (user {me})",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
+            return Err(insecure(format!("it can be written by {who} (mode {mode:04o})")));
+        }
+    }
+    if meta.len() > MAX_LEN {
+        return Err(insecure(format!("it is {} bytes long, more than any upload state", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() as u64 > MAX_LEN {
+        return Err(insecure("it grew past the size of any upload state while being read".into()));
+    }
+    Ok(bytes)
 }
 
 /// Removes a checkpoint; a missing file is not an error.
@@ -147,6 +247,88 @@ mod tests {
         remove(&path).unwrap();
         remove(&path).unwrap();
         assert!(matches!(load::<Doc>(&path), Err(CheckpointError::Io { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("upload-core-cp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Another user of a shared directory plants a link, and a file anyone can read, where the
+    /// temporary file would go: neither is written through nor renamed into place.
+    #[cfg(unix)]
+    #[test]
+    fn planted_links_and_files_are_never_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("planted");
+        let path = dir.join("big.iso.upload.json");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // The names an earlier version used, and a few guesses.
+        for suffix in [format!(".{}.tmp", std::process::id()), ".tmp".into()] {
+            std::os::unix::fs::symlink(&victim, dir.join(format!("big.iso.upload.json{suffix}"))).unwrap();
+        }
+        let planted = dir.join(format!("state.json.{}.tmp", std::process::id()));
+        std::fs::write(&planted, b"planted").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+        save(&path, &doc()).unwrap();
+        let other = dir.join("state.json");
+        save(&other, &doc()).unwrap();
+
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the link's target is untouched");
+        assert_eq!(std::fs::read(&planted).unwrap(), b"planted", "the planted file is not reused");
+        for p in [&path, &other] {
+            assert_eq!(mode(p), 0o600, "{} is owner-only", p.display());
+            assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_file());
+            assert_eq!(load::<Doc>(p).unwrap(), doc());
+        }
+
+        // A link planted at the checkpoint's own name is replaced, not followed.
+        let linked = dir.join("linked.json");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        save(&linked, &doc()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(mode(&linked), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A checkpoint others can write, or that another user owns, says where bytes go and could
+    /// have been planted: it is refused, and the error says why.
+    #[cfg(unix)]
+    #[test]
+    fn checkpoints_others_could_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("insecure");
+        let path = dir.join("state.json");
+        save(&path, &doc()).unwrap();
+        for (m, says) in [(0o666, "every user (mode 0666)"), (0o620, "its group (mode 0620)"), (0o602, "every user")] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+            let err = load::<Doc>(&path).unwrap_err();
+            assert!(matches!(err, CheckpointError::Insecure { .. }), "{m:o}: {err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load::<Doc>(&path).unwrap(), doc(), "readable by others is not a reason to refuse");
+
+        assert!(matches!(load::<Doc>(&dir), Err(CheckpointError::Insecure { .. })), "a directory is refused");
+
+        if crate::sys::effective_uid() == 0 {
+            // Only root can give a file away; CI runs as root.
+            std::process::Command::new("chown").arg("65534").arg(&path).status().unwrap();
+            let err = load::<Doc>(&path).unwrap_err();
+            assert!(err.to_string().contains("owned by user 65534"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

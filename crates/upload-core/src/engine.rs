@@ -471,6 +471,13 @@ impl<P: Protocol> Upload<P> {
     /// Aborts the upload: stops, calls the vendor's abort, and removes the checkpoint file.
     pub async fn abort(&mut self) -> Result<(), Error<P>> {
         if let Some(state) = &self.state {
+            let target = self.protocol.target();
+            if state.target != target {
+                return Err(UploadError::StateMismatch { expected: target, found: state.target.clone() });
+            }
+            if let Err(found) = self.protocol.check_session(&state.session, &state.plan) {
+                return Err(UploadError::StateMismatch { expected: target, found });
+            }
             let protocol = self.protocol.clone();
             let session = state.session.clone();
             self.call(Operation::Abort, || protocol.abort(&session)).await?;
@@ -502,12 +509,21 @@ impl<P: Protocol> Upload<P> {
         if let Some(d) = self.deadline {
             policy.max_elapsed = policy.max_elapsed.min(d.saturating_duration_since(Instant::now()));
         }
-        retry(&policy, f, |attempt, error, delay| {
+        let attempts = retry(&policy, f, |attempt, error, delay| {
             tracing::debug!(operation = name, attempt, ?delay, %error, "retrying");
             self.emit(Event::Retrying { operation: name, attempt, delay, error: error.to_string() });
-        })
-        .await
-        .map_err(|source| UploadError::Vendor { operation, part: None, source })
+        });
+        // Cancelling reaches every wait: a `Retry-After` sleep, a slow answer, Box's commit
+        // polling. Dropping the call is safe: each vendor's calls are safe to repeat on resume.
+        // Aborting is what a caller does after cancelling, so it is not cut by the token.
+        let cancel = match operation {
+            Operation::Abort => CancellationToken::new(),
+            _ => self.options.cancel.clone(),
+        };
+        tokio::select! {
+            result = attempts => result.map_err(|source| UploadError::Vendor { operation, part: None, source }),
+            () = cancel.cancelled() => Err(UploadError::Cancelled),
+        }
     }
 
     fn save(&self, force: bool, last_save: &mut Instant) -> Result<(), Error<P>> {
@@ -637,8 +653,12 @@ impl<P: Protocol> Upload<P> {
                 found: format!("{} {}", state.vendor, state.target),
             });
         }
-        // The state may come from a database or a file: check the plan before using it.
+        // The state may come from a database or a file: check the session and the plan before
+        // using them.
         let plan = state.plan;
+        if let Err(found) = self.protocol.check_session(&state.session, &plan) {
+            return Err(UploadError::StateMismatch { expected: format!("{} {target}", rules.vendor), found });
+        }
         let plan_ok = crate::plan::check_size(&rules, plan.part_size).is_ok()
             && plan.first_part_number == rules.first_part_number
             && plan.max_parts <= rules.max_parts

@@ -80,6 +80,7 @@ pub mod secret;
 pub mod size;
 pub mod source;
 pub mod state;
+mod sys;
 pub mod token;
 
 pub use engine::{Completed, Operation, Step, Upload, UploadError, UploadOptions, UploadReport};

@@ -82,6 +82,16 @@ pub trait Protocol: Send + Sync + 'static {
     /// is refused.
     fn target(&self) -> String;
 
+    /// Checks that a session read back from a saved state (a checkpoint file, a database row)
+    /// is this protocol's own: the same bucket and key, item, file or destination as
+    /// [`Protocol::target`], and a size that fits `plan`. A crafted state must not send the
+    /// source, signed with the user's credentials, to another object or host. `Err` says what
+    /// the session is for; the engine refuses the state with [`UploadError::StateMismatch`]
+    /// before any call.
+    ///
+    /// [`UploadError::StateMismatch`]: crate::UploadError::StateMismatch
+    fn check_session(&self, session: &Self::Session, plan: &PartPlan) -> Result<(), String>;
+
     /// Digests to compute for each part before it is sent (in parallel, per part).
     fn part_hashes(&self) -> Hashes {
         Hashes::NONE

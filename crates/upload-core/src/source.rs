@@ -43,9 +43,26 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// Compares with a later fingerprint of the same source; fields missing on either side are
-    /// not compared. The error says what changed.
+    /// Compares with a later fingerprint of the same source. A field the later one lacks (a
+    /// quick fingerprint has no sample) is not compared; a field this one lacks but the later
+    /// one has is an error: a saved state that omits what identifies its source (`"source": {}`)
+    /// would otherwise match any file. The error says what changed or is missing.
     pub fn check(&self, now: &Fingerprint) -> Result<(), SourceChanged> {
+        fn missing<T>(saved: &Option<T>, now: &Option<T>) -> bool {
+            saved.is_none() && now.is_some()
+        }
+        for (absent, what) in [
+            (missing(&self.len, &now.len), "size"),
+            (missing(&self.file_id, &now.file_id), "file identity"),
+            (missing(&self.modified_ns, &now.modified_ns), "modification time"),
+            (missing(&self.sample_crc64, &now.sample_crc64), "content sample"),
+        ] {
+            if absent {
+                return Err(SourceChanged(format!(
+                    "the saved state does not record the source's {what}, so it cannot be told to be the same source"
+                )));
+            }
+        }
         if let (Some(a), Some(b)) = (self.len, now.len)
             && a != b
         {
@@ -378,9 +395,19 @@ mod tests {
         changed[199_999] ^= 1;
         std::fs::write(&path, &changed).unwrap();
         let now = FileSource::open(&path).unwrap().fingerprint().unwrap();
-        let mut no_time = fp.clone();
-        no_time.modified_ns = None;
-        assert_eq!(no_time.check(&now).unwrap_err().0, "its first or last 64 KiB changed");
+        let mut same_time = fp.clone();
+        same_time.modified_ns = now.modified_ns;
+        same_time.file_id = now.file_id;
+        assert_eq!(same_time.check(&now).unwrap_err().0, "its first or last 64 KiB changed");
+
+        // A saved fingerprint that leaves out what identifies the file matches nothing.
+        let empty = Fingerprint::default();
+        let err = empty.check(&now).unwrap_err();
+        assert!(err.0.contains("does not record the source's size"), "{err}");
+        let mut no_sample = now.clone();
+        no_sample.sample_crc64 = None;
+        assert!(no_sample.check(&now).unwrap_err().0.contains("content sample"));
+        assert_eq!(now.check(&no_sample), Ok(()), "a quick fingerprint later is compared on what it has");
 
         // Shorter: the size check names both sizes, and a read past the end is a typed error.
         std::fs::write(&path, &data[..1024]).unwrap();

@@ -4,8 +4,9 @@
 //! about 1.7 × the RustCrypto `sha1` crate with SHA-NI, 1.2 × `md-5`), and it is already linked
 //! by the TLS stack. Its hash contexts are plain C structs (`h`, the bit count `Nl`/`Nh`, the
 //! pending block and its length), so the state of a whole-file hash can be saved between steps
-//! of an upload and restored in another process. This module is the only `unsafe` code of the
-//! crate: each call passes an exclusively borrowed, initialised context and a valid slice.
+//! of an upload and restored in another process. This module and `sys` (one system call) are the
+//! only `unsafe` code of the crate: each call passes an exclusively borrowed, initialised
+//! context and a valid slice.
 #![allow(unsafe_code)]
 
 use aws_lc_sys as sys;
