@@ -315,6 +315,11 @@ impl Protocol for BoxProtocol {
         matches!(error.code(), Some(ErrorCode::NotFound | ErrorCode::SessionExpired | ErrorCode::UploadFailed))
     }
 
+    fn session_expires(&self, session: &BoxSession) -> Option<std::time::SystemTime> {
+        let at = chrono::DateTime::parse_from_rfc3339(session.session.session_expires_at.as_deref()?).ok()?;
+        Some(at.with_timezone(&chrono::Utc).into())
+    }
+
     async fn abort(&self, session: &BoxSession) -> Result<(), Error> {
         self.client.abort(&session.session).await
     }

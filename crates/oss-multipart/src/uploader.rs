@@ -24,7 +24,7 @@ use upload_core::{
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode};
-use crate::types::{CompleteOutput, CompletePart, CompleteParts, ObjectOptions};
+use crate::types::{CompleteOutput, CompletePart, CompleteParts, ListPartsPage, ObjectOptions};
 
 /// OSS's part rules.
 pub fn rules() -> PartRules {
@@ -84,6 +84,23 @@ impl OssProtocol {
     }
 }
 
+impl OssProtocol {
+    /// The part OSS holds under `part`'s number, if it holds these bytes (length, MD5, and the
+    /// CRC-64 when both sides have one).
+    async fn stored_part(&self, session: &OssSession, part: &PartUpload) -> Result<Option<OssPart>, Error> {
+        let number = part.spec.number;
+        let page = ListPartsPage { part_number_marker: number.checked_sub(1).filter(|&m| m > 0), max_parts: Some(1) };
+        let listed = self.client.list_parts(&session.bucket, &session.key, &session.upload_id, &page).await?;
+        let Some(held) = listed.parts.into_iter().find(|p| p.part_number == number) else { return Ok(None) };
+        let same_md5 = part.digests.md5.is_some() && md5_of_etag(&held.etag) == part.digests.md5;
+        let same_crc = match (part.digests.crc64, held.hash_crc64ecma) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => true,
+        };
+        Ok((held.size == part.spec.len && same_md5 && same_crc).then_some(OssPart { etag: held.etag }))
+    }
+}
+
 /// The part's MD5 as OSS's ETag shows it, when the ETag is a plain MD5.
 fn md5_of_etag(etag: &str) -> Option<[u8; 16]> {
     upload_core::hash::from_hex(etag.trim_matches('"'))
@@ -128,10 +145,25 @@ impl Protocol for OssProtocol {
 
     async fn upload_part(&self, session: &OssSession, part: PartUpload) -> Result<OssPart, Error> {
         let md5 = part.digests.md5_base64();
-        let out = self
+        let sent = self
             .client
-            .upload_part(&session.bucket, &session.key, &session.upload_id, part.spec.number, part.body, md5.as_deref())
-            .await?;
+            .upload_part(
+                &session.bucket,
+                &session.key,
+                &session.upload_id,
+                part.spec.number,
+                part.body.clone(),
+                md5.as_deref(),
+            )
+            .await;
+        let out = match sent {
+            // A sequential upload refuses to overwrite a part: an earlier attempt whose answer
+            // was lost had stored it. It is this part when OSS holds the same length and MD5.
+            Err(Error::Service(e)) if e.code == ErrorCode::PartAlreadyExist => {
+                return self.stored_part(session, &part).await?.ok_or(Error::Service(e));
+            }
+            other => other?,
+        };
         if let (Some(ours), Some(theirs)) = (part.digests.crc64, out.crc64)
             && ours != theirs
         {

@@ -295,6 +295,13 @@ impl Protocol for GraphProtocol {
             || error.service().is_some_and(|e| e.status == 401 && e.has_code("expiredToken"))
     }
 
+    fn session_expires(&self, session: &GraphSession) -> Option<std::time::SystemTime> {
+        // Each fragment moves `expirationDateTime` forward, but the token inside the upload URL
+        // ends 24 hours after the session was created, whatever the pace.
+        let created = chrono::DateTime::parse_from_rfc3339(&session.created_at).ok()?;
+        Some((created.with_timezone(&chrono::Utc) + chrono::Duration::hours(24)).into())
+    }
+
     async fn abort(&self, session: &GraphSession) -> Result<(), Error> {
         self.client.cancel(&session.upload_url).await
     }

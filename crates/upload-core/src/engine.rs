@@ -354,7 +354,15 @@ pub struct Upload<P: Protocol> {
     part_time: Option<Duration>,
     /// The deadline of the running step: vendor calls do not wait past it.
     deadline: Option<Instant>,
+    /// Sessions found gone and started over in this process: a server that loses every session
+    /// must not make the upload start over forever.
+    restarts: u32,
+    /// Whether [`Event::SessionMayExpire`] was sent in this process.
+    expiry_warned: bool,
 }
+
+/// The most sessions one process starts over after finding them gone.
+const MAX_RESTARTS: u32 = 3;
 
 impl<P: Protocol> std::fmt::Debug for Upload<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -396,6 +404,8 @@ impl<P: Protocol> Upload<P> {
             parts_skipped: 0,
             part_time: None,
             deadline: None,
+            restarts: 0,
+            expiry_warned: false,
         }
     }
 
@@ -585,6 +595,12 @@ impl<P: Protocol> Upload<P> {
                 "the vendor no longer has the upload session ({reason}), and the stream cannot be read again from its start"
             )));
         }
+        if self.restarts >= MAX_RESTARTS {
+            return Err(UploadError::SessionGone {
+                reason: format!("{reason}; {MAX_RESTARTS} new sessions were lost the same way in this run"),
+            });
+        }
+        self.restarts += 1;
         tracing::warn!(%reason, "the upload session is gone; starting a new one");
         self.emit(Event::SessionRestarted { reason });
         self.completing_gone = false;
@@ -793,7 +809,18 @@ impl<P: Protocol> Upload<P> {
         let outcome = self.send_parts(deadline, &mut last_save).await;
         // Whatever happened, the state on disk is the newest one.
         let saved = self.save(true, &mut last_save);
-        let finished = outcome?;
+        let finished = match outcome {
+            // The session ended during the run (expired, aborted elsewhere): as on resume, start
+            // over when the caller allows it, in this run.
+            Err(UploadError::Vendor { operation: Operation::UploadPart, source, .. })
+                if self.protocol.is_session_gone(&source.error) =>
+            {
+                saved?;
+                self.start_over(format!("{} (during the upload)", source.error))?;
+                return Ok(None);
+            }
+            other => other?,
+        };
         saved?;
         if !finished {
             let (parts_done, bytes_done) =
@@ -1176,6 +1203,9 @@ impl<P: Protocol> Upload<P> {
                     };
                     self.emit(event);
                 }
+                if !out.found_on_server {
+                    self.warn_if_session_expires_first();
+                }
                 if let Err(e) = self.save(false, last_save) {
                     failure.get_or_insert(e);
                 }
@@ -1183,6 +1213,28 @@ impl<P: Protocol> Upload<P> {
             Err(e) => {
                 failure.get_or_insert(e);
             }
+        }
+    }
+
+    /// Sends [`Event::SessionMayExpire`] (once) when the pace of this run's parts would finish
+    /// the upload after the vendor ends its session.
+    fn warn_if_session_expires_first(&mut self) {
+        let (Some(state), Some(part_time)) = (&self.state, self.part_time) else { return };
+        if self.expiry_warned {
+            return;
+        }
+        let Some(ends) = self.protocol.session_expires(&state.session) else { return };
+        let remaining = ends.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        let Some(total) = state.plan.total_len else { return };
+        let rules = self.protocol.rules();
+        let in_flight = if rules.sequential { 1 } else { self.options.concurrency.max(1) } as f64;
+        let parts_left = total.saturating_sub(state.bytes_done()) as f64 / state.plan.part_size.max(1) as f64;
+        let estimated = Duration::try_from_secs_f64(parts_left.ceil() * part_time.as_secs_f64() / in_flight)
+            .unwrap_or(Duration::MAX);
+        if estimated > remaining {
+            self.expiry_warned = true;
+            tracing::warn!(?remaining, ?estimated, "at this pace the upload would outlast its session");
+            self.emit(Event::SessionMayExpire { remaining, estimated });
         }
     }
 
@@ -1197,6 +1249,12 @@ impl<P: Protocol> Upload<P> {
                     && (self.protocol.is_session_gone(&source.error) || !source.error.is_retryable()) =>
             {
                 self.start_over(source.error.to_string())?;
+                Ok(None)
+            }
+            // The session ended during the run, before completing it, and the vendor's
+            // completion found no object of this upload: start over, as on resume.
+            Err(UploadError::Vendor { source, .. }) if self.protocol.is_session_gone(&source.error) => {
+                self.start_over(format!("{} (while completing)", source.error))?;
                 Ok(None)
             }
             Err(UploadError::Integrity(e)) if self.completing_gone => {

@@ -29,11 +29,24 @@ pub enum Event {
         /// Parts the state listed that the server does not hold (they will be sent again).
         parts_missing: u32,
     },
-    /// A resumed upload's session no longer exists on the server (completed after a crash,
-    /// expired, aborted elsewhere); a new session is being created.
+    /// The upload's session no longer exists on the server (expired, aborted elsewhere, or
+    /// completed after a crash and not found), found when resuming or during the run; a new
+    /// session is being created.
     SessionRestarted {
         /// What the vendor said.
         reason: String,
+    },
+    /// At the pace this run has kept so far, the upload would finish after the vendor ends its
+    /// session (Box sessions live 7 days, a Graph upload URL about 24 hours). Sent once per run,
+    /// as soon as the first part of the run gives the pace. The upload goes on: if the session
+    /// does end, it is started over when [`UploadOptions::restart_gone_session`] allows.
+    ///
+    /// [`UploadOptions::restart_gone_session`]: crate::UploadOptions::restart_gone_session
+    SessionMayExpire {
+        /// Time left until the session ends.
+        remaining: Duration,
+        /// Time the rest of the upload is expected to take.
+        estimated: Duration,
     },
     /// An attempt to send a part began.
     PartStarted {

@@ -158,6 +158,15 @@ pub trait Protocol: Send + Sync + 'static {
         false
     }
 
+    /// When the vendor ends the session whatever happens (Box's `session_expires_at`, a Graph
+    /// upload URL's 24 hours), if it does: the engine warns with
+    /// [`Event::SessionMayExpire`](crate::Event::SessionMayExpire) when the upload's pace would
+    /// not finish before.
+    fn session_expires(&self, session: &Self::Session) -> Option<std::time::SystemTime> {
+        let _ = session;
+        None
+    }
+
     /// Abandons the session and what it stores.
     fn abort(&self, session: &Self::Session) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -201,6 +201,8 @@ struct UploadRec {
     key: String,
     initiated: String,
     parts: BTreeMap<u32, StoredPart>,
+    /// Initiated with `?sequential`: parts must come in ascending order and cannot be replaced.
+    sequential: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -678,6 +680,7 @@ fn initiate(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
                 key: ctx.key.clone(),
                 initiated: ctx.shared.now_iso(),
                 parts: BTreeMap::new(),
+                sequential: ctx.q("sequential").is_some(),
             },
         );
         id
@@ -787,14 +790,44 @@ fn part_reply(part: &StoredPart) -> Result<Reply, OssFault> {
         .map_err(|e| OssFault::new(500, "InternalError", &e.to_string()))
 }
 
+/// A sequential upload takes each part number once, in ascending order.
+fn check_sequential(upload: &UploadRec, number: u32) -> Result<(), OssFault> {
+    if upload.parts.contains_key(&number) {
+        return Err(OssFault::new(
+            409,
+            "PartAlreadyExist",
+            "For sequential multipart upload, you can't overwrite uploaded parts.",
+        )
+        .ec("0042-00000108"));
+    }
+    if upload.parts.keys().next_back().is_some_and(|&last| number < last) {
+        return Err(OssFault::new(
+            400,
+            "PartNotSequential",
+            "For sequential multipart upload, you must upload or complete parts with sequential part number.",
+        ));
+    }
+    Ok(())
+}
+
 fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, OssFault> {
     let number = part_number(ctx)?;
-    check_upload(&ctx.shared.store(), ctx)?;
+    {
+        // Refused before the bytes are kept: a sequential upload's stored part stays as it is.
+        let store = ctx.shared.store();
+        check_upload(&store, ctx)?;
+        if let Some(u) = store.uploads.get(ctx.upload_id()).filter(|u| u.sequential) {
+            check_sequential(u, number)?;
+        }
+    }
     let part = save_part(ctx, number, ctx.body.clone(), true)?;
     let mut store = ctx.shared.store();
     // Checked again: the upload may have been completed or aborted meanwhile.
     check_upload(&store, ctx)?;
     if let Some(u) = store.uploads.get_mut(ctx.upload_id()) {
+        if u.sequential {
+            check_sequential(u, number)?;
+        }
         u.parts.insert(number, part.clone());
     }
     part_reply(&part)

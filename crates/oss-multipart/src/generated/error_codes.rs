@@ -45,6 +45,8 @@ pub enum ErrorCode {
     NoSuchKey,
     #[doc = "`NoSuchUpload`: The upload does not exist: wrong id, aborted, or completed. HTTP 404."]
     NoSuchUpload,
+    #[doc = "`PartAlreadyExist`: A sequential upload got a part number it already holds: its parts cannot be overwritten. HTTP 409."]
+    PartAlreadyExist,
     #[doc = "`PartNotSequential`: A sequential upload got a part out of order. HTTP 400."]
     PartNotSequential,
     #[doc = "`RequestTimeTooSkewed`: The request's time is more than 15 minutes from the server's. HTTP 403."]
@@ -83,6 +85,7 @@ impl ErrorCode {
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
+            Self::PartAlreadyExist => "PartAlreadyExist",
             Self::PartNotSequential => "PartNotSequential",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::RequestTimeout => "RequestTimeout",
@@ -114,6 +117,7 @@ impl ErrorCode {
             Self::NoSuchBucket => Some(404),
             Self::NoSuchKey => Some(404),
             Self::NoSuchUpload => Some(404),
+            Self::PartAlreadyExist => Some(409),
             Self::PartNotSequential => Some(400),
             Self::RequestTimeTooSkewed => Some(403),
             Self::RequestTimeout => Some(400),
@@ -161,6 +165,7 @@ impl std::str::FromStr for ErrorCode {
             "NoSuchBucket" => Self::NoSuchBucket,
             "NoSuchKey" => Self::NoSuchKey,
             "NoSuchUpload" => Self::NoSuchUpload,
+            "PartAlreadyExist" => Self::PartAlreadyExist,
             "PartNotSequential" => Self::PartNotSequential,
             "RequestTimeTooSkewed" => Self::RequestTimeTooSkewed,
             "RequestTimeout" => Self::RequestTimeout,
