@@ -87,6 +87,8 @@
 //!   calls, `GetUploadStatus`, `contextinfo`).
 //! * [`uploader`]: [`Uploader`] and [`RestUploader`], both protocols on the shared engine
 //!   (`upload-core`).
+//! * [`library`]: the files SharePoint libraries rewrite after upload (Office, PDF, HTML),
+//!   reported as [`ServerModified`](upload_core::ServerModified) instead of failing.
 //! * `emulator` (feature `emulator`): the in-process Graph and SharePoint server.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -101,6 +103,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generated;
+pub mod library;
 pub mod rest;
 pub mod types;
 pub mod uploader;

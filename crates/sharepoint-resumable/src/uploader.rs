@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use upload_core::size::MIB;
 use upload_core::{
-    Created, Digests, DonePart, Hashes, IntegrityError, PartPlan, PartRules, PartUpload, Protocol, Secret, ServerPart,
-    Source, Upload, UploadError, UploadOptions, UploadState,
+    Created, Digests, DonePart, Hashes, IntegrityError, ObjectSummary, PartPlan, PartRules, PartUpload, Protocol,
+    Secret, ServerModified, ServerPart, Source, Upload, UploadError, UploadOptions, UploadState,
 };
 
 use crate::client::{Client, Drive, FRAGMENT_MULTIPLE, Fragment, Item, MAX_FRAGMENT, next_expected, validate_path};
@@ -79,8 +79,9 @@ pub struct GraphSession {
 }
 
 impl GraphSession {
-    /// Whether `item` is what this session stored: the size, and changed since the session
-    /// began. With `rename` the file may be under another name: a lookup by path proves nothing.
+    /// Whether `item` is what this session stored: the size (or a file a SharePoint library
+    /// rewrites, see [`crate::library`]), and changed since the session began. With `rename` the
+    /// file may be under another name: a lookup by path proves nothing.
     fn stored_as(&self, item: &DriveItem) -> bool {
         let newer = match (item.last_modified_date_time.as_deref(), self.created_at.as_str()) {
             (Some(modified), created) if !created.is_empty() => {
@@ -93,8 +94,21 @@ impl GraphSession {
             }
             _ => false,
         };
-        self.conflict_behavior.as_deref() != Some("rename") && item.size == Some(self.file_size) && newer
+        let size_fits = item.size == Some(self.file_size) || library_rewrites(item);
+        self.conflict_behavior.as_deref() != Some("rename") && size_fits && newer
     }
+}
+
+/// Whether `item` is a file a SharePoint library rewrites after upload: by its name, on any
+/// drive but a personal OneDrive (which never does).
+fn library_rewrites(item: &DriveItem) -> bool {
+    let personal = item.parent_reference.as_ref().and_then(|p| p.drive_type.as_deref()) == Some("personal");
+    !personal && item.name.as_deref().is_some_and(crate::library::may_rewrite)
+}
+
+/// The QuickXorHash a Graph item reports.
+fn quickxor_of(item: &DriveItem) -> Option<String> {
+    item.file.as_ref().and_then(|f| f.hashes.as_ref()).and_then(|h| h.quick_xor_hash.clone())
 }
 
 /// The upload state of a Graph upload (checkpoint and step-mode state).
@@ -267,7 +281,8 @@ impl Protocol for GraphProtocol {
             // The last fragment's answer was lost: the item tells.
             None => self.stored_item(session).await?,
         };
-        if item.size.is_some_and(|s| s != total_len) {
+        // A file a library rewrites is reported by `server_modified` instead.
+        if item.size.is_some_and(|s| s != total_len) && !library_rewrites(&item) {
             return Err(IntegrityError {
                 what: "file size".into(),
                 expected: total_len.to_string(),
@@ -278,9 +293,20 @@ impl Protocol for GraphProtocol {
         Ok(item)
     }
 
+    fn server_modified(&self, output: &DriveItem, whole: &Digests, total_len: u64) -> Option<ServerModified> {
+        let ours = whole.quickxor_base64();
+        let theirs = quickxor_of(output);
+        let differs =
+            output.size.is_some_and(|s| s != total_len) || matches!((&ours, &theirs), (Some(a), Some(b)) if a != b);
+        if !differs || !library_rewrites(output) {
+            return None;
+        }
+        let summary = |len, hash: Option<String>| ObjectSummary::new(len, hash.map(|h| format!("QuickXorHash {h}")));
+        Some(ServerModified::new(crate::library::REASON, summary(Some(total_len), ours), summary(output.size, theirs)))
+    }
+
     fn verify(&self, output: &DriveItem, whole: &Digests) -> Result<(), IntegrityError> {
-        let theirs = output.file.as_ref().and_then(|f| f.hashes.as_ref()).and_then(|h| h.quick_xor_hash.clone());
-        match (whole.quickxor_base64(), theirs) {
+        match (whole.quickxor_base64(), quickxor_of(output)) {
             (Some(ours), Some(theirs)) if ours != theirs => {
                 Err(IntegrityError { what: "QuickXorHash of the file".into(), expected: ours, actual: theirs })
             }
@@ -452,18 +478,20 @@ impl RestSession {
         self.created_stub && file.len() == Some(0) && self.etag_before.is_some() && file.e_tag == self.etag_before
     }
 
-    /// Whether `file` is what this session stored: its size, and a version newer than the one
-    /// the session began with (by `ETag`; by time when the server sent none).
+    /// Whether `file` is what this session stored: its size (any size for a file the library
+    /// rewrites, see [`crate::library`]), and a version newer than the one the session began with
+    /// (by `ETag`; by time when the server sent none).
     fn stored_as(&self, file: &SpFile) -> bool {
+        let size_fits = file.len() == Some(self.file_size) || crate::library::may_rewrite(&self.file);
         if let (Some(before), Some(now)) = (&self.etag_before, &file.e_tag) {
-            return file.len() == Some(self.file_size) && before != now;
+            return size_fits && before != now;
         }
         let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
         let newer = match (file.time_last_modified.as_deref().and_then(parse), parse(&self.created_at)) {
             (Some(m), Some(c)) => m + chrono::Duration::seconds(1) >= c,
             _ => false,
         };
-        file.len() == Some(self.file_size) && newer
+        size_fits && newer
     }
 }
 
@@ -655,6 +683,8 @@ impl Protocol for RestProtocol {
         };
         match file.len() {
             Some(len) if len == total_len => Ok(file),
+            // A file the library rewrites is reported by `server_modified` instead.
+            Some(_) if crate::library::may_rewrite(&session.file) => Ok(file),
             other => Err(IntegrityError {
                 what: "file size".into(),
                 expected: total_len.to_string(),
@@ -662,6 +692,15 @@ impl Protocol for RestProtocol {
             }
             .into()),
         }
+    }
+
+    fn server_modified(&self, output: &SpFile, _whole: &Digests, total_len: u64) -> Option<ServerModified> {
+        let stored = output.len()?;
+        if stored == total_len || !crate::library::may_rewrite(&self.path()) {
+            return None;
+        }
+        let summary = |len| ObjectSummary::new(Some(len), None);
+        Some(ServerModified::new(crate::library::REASON, summary(total_len), summary(stored)))
     }
 
     fn is_session_gone(&self, error: &Error) -> bool {

@@ -41,7 +41,7 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::hash::{Digests, Hashes, WholeHasher};
 use crate::plan::{PartPlan, PartRules, PartSize, PartSpec, PlanError};
 use crate::progress::{Event, Observer};
-use crate::protocol::{IntegrityError, PartUpload, Protocol, ServerPart};
+use crate::protocol::{IntegrityError, PartUpload, Protocol, ServerModified, ServerPart};
 use crate::retry::{Backoff, Classify, Retried, RetryPolicy, retry};
 use crate::source::{Fingerprint, ReadAt, Source, SourceChanged};
 use crate::state::{DonePart, UploadState};
@@ -71,6 +71,12 @@ pub struct UploadOptions {
     /// crash and not found), start a new one from the first byte (the default); `false` reports
     /// [`UploadError::SessionGone`] instead and keeps the state, for callers that must decide.
     pub restart_gone_session: bool,
+    /// When the vendor changed the object after receiving it whole ([`ServerModified`]:
+    /// SharePoint adds its metadata to Office, PDF and HTML files), count the upload as done and
+    /// report it in [`Completed::server_modified`] (the default); `false` reports
+    /// [`UploadError::ServerModified`] instead. Either way the upload is over: sending the file
+    /// again would be changed the same way.
+    pub accept_server_modified: bool,
 }
 
 impl Default for UploadOptions {
@@ -85,6 +91,7 @@ impl Default for UploadOptions {
             observer: None,
             cancel: CancellationToken::new(),
             restart_gone_session: true,
+            accept_server_modified: true,
         }
     }
 }
@@ -100,6 +107,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("observer", &self.observer.as_ref().map(|_| "Fn(&Event)"))
             .field("restart_gone_session", &self.restart_gone_session)
+            .field("accept_server_modified", &self.accept_server_modified)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +197,11 @@ pub enum UploadError<E: std::error::Error + 'static> {
     /// The finished object does not match what was sent.
     #[error(transparent)]
     Integrity(#[from] IntegrityError),
+    /// The vendor changed the object after receiving it whole, and
+    /// [`UploadOptions::accept_server_modified`] is off. The upload is over (its checkpoint is
+    /// removed): sending it again would be changed the same way.
+    #[error("the upload finished, but {0}")]
+    ServerModified(ServerModified),
     /// The input (bucket, key, options) breaks one of the vendor's rules; nothing was sent.
     #[error(transparent)]
     Input(E),
@@ -314,6 +327,9 @@ pub struct Completed<O> {
     pub digests: Digests,
     /// What this process did.
     pub report: UploadReport,
+    /// The vendor changed the object after receiving it whole (SharePoint's metadata in Office,
+    /// PDF and HTML files): what it stores is not byte for byte what was sent.
+    pub server_modified: Option<Box<ServerModified>>,
 }
 
 /// The result of one [`Upload::step`].
@@ -1294,12 +1310,23 @@ impl<P: Protocol> Upload<P> {
         let parts = state.parts.clone();
         let output =
             self.call(Operation::Complete, || protocol.complete(&session, &parts, &digests, total_len)).await?;
-        self.protocol.verify(&output, &digests)?;
+        let server_modified = self.protocol.server_modified(&output, &digests, total_len);
+        match &server_modified {
+            None => self.protocol.verify(&output, &digests)?,
+            Some(modified) => {
+                tracing::warn!(%modified, "the vendor changed the object after receiving it");
+                self.emit(Event::ServerModified(modified.clone()));
+            }
+        }
+        // The object exists: whatever is reported now, nothing is left to resume.
         if let Some(path) = &self.options.checkpoint {
             checkpoint::remove(path)?;
         }
+        if let Some(modified) = server_modified.clone().filter(|_| !self.options.accept_server_modified) {
+            return Err(UploadError::ServerModified(modified));
+        }
         self.emit(Event::Completed { total_len });
-        Ok(Completed { output, digests, report: self.report() })
+        Ok(Completed { output, digests, report: self.report(), server_modified: server_modified.map(Box::new) })
     }
 }
 

@@ -87,7 +87,7 @@ pub use engine::{Completed, Operation, Step, Upload, UploadError, UploadOptions,
 pub use hash::{Digests, Hashes};
 pub use plan::{PartPlan, PartRules, PartSize, PartSpec, PlanError};
 pub use progress::{Event, Observer};
-pub use protocol::{Created, IntegrityError, PartUpload, Protocol, ServerPart};
+pub use protocol::{Created, IntegrityError, ObjectSummary, PartUpload, Protocol, ServerModified, ServerPart};
 pub use retry::{Classify, RetryPolicy};
 pub use secret::Secret;
 pub use source::{Fingerprint, Source};

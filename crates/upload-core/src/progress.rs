@@ -107,6 +107,9 @@ pub enum Event {
         /// Number of parts.
         parts: u32,
     },
+    /// The vendor changed the object after receiving it whole (SharePoint's metadata in Office,
+    /// PDF and HTML files): what it stores is not byte for byte what was sent.
+    ServerModified(crate::ServerModified),
     /// The object exists.
     Completed {
         /// Its length.

@@ -61,6 +61,63 @@ pub struct IntegrityError {
     pub actual: String,
 }
 
+/// What the vendor stored differs from what was sent, by the vendor's own doing after it received
+/// every byte intact: SharePoint document libraries add their metadata to Office, PDF and HTML
+/// files, so the stored size and QuickXorHash are not the ones sent. The upload is finished
+/// (uploading again would be changed the same way); [`UploadOptions::accept_server_modified`]
+/// says whether it counts as success.
+///
+/// [`UploadOptions::accept_server_modified`]: crate::UploadOptions::accept_server_modified
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: sent {sent}, the server stores {stored}")]
+#[non_exhaustive]
+pub struct ServerModified {
+    /// Why the vendor changed it.
+    pub reason: String,
+    /// What was sent.
+    pub sent: ObjectSummary,
+    /// What the vendor reports it stores.
+    pub stored: ObjectSummary,
+}
+
+impl ServerModified {
+    /// A modification, with its reason.
+    pub fn new(reason: impl Into<String>, sent: ObjectSummary, stored: ObjectSummary) -> Self {
+        Self { reason: reason.into(), sent, stored }
+    }
+}
+
+/// The length and digest of an object, as sent or as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectSummary {
+    /// Length in bytes, when known.
+    pub len: Option<u64>,
+    /// The vendor's whole-object digest, in the vendor's notation ("QuickXorHash abc…="), when
+    /// known.
+    pub digest: Option<String>,
+}
+
+impl ObjectSummary {
+    /// A summary of a length and a digest.
+    pub fn new(len: Option<u64>, digest: Option<String>) -> Self {
+        Self { len, digest }
+    }
+}
+
+impl fmt::Display for ObjectSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.len {
+            Some(len) => write!(f, "{len} bytes")?,
+            None => f.write_str("an unknown length")?,
+        }
+        if let Some(d) = &self.digest {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
 /// A vendor's multipart protocol, as the engine drives it.
 ///
 /// Each method is one stateless vendor call (the vendor crate's operations layer does the
@@ -144,6 +201,15 @@ pub trait Protocol: Send + Sync + 'static {
         whole: &Digests,
         total_len: u64,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+
+    /// Whether the finished object was changed by the vendor after it received every byte (see
+    /// [`ServerModified`]): then it is reported as such instead of being checked by
+    /// [`Protocol::verify`]. Only a vendor known to change what it stores, and only for what it
+    /// changes, returns `Some`.
+    fn server_modified(&self, output: &Self::Output, whole: &Digests, total_len: u64) -> Option<ServerModified> {
+        let _ = (output, whole, total_len);
+        None
+    }
 
     /// Checks the finished object against the digests of the source.
     fn verify(&self, output: &Self::Output, whole: &Digests) -> Result<(), IntegrityError> {

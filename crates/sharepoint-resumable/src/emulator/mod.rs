@@ -100,6 +100,7 @@
 //! # Ok(()) }
 //! ```
 
+mod library;
 mod rest;
 mod routes;
 
@@ -251,6 +252,11 @@ pub struct EmulatorConfig {
     /// Write `nextExpectedRanges` as `"N-{T-1}"` (`"26-127"`), as the service has been seen to
     /// do, instead of the documented open form `"N-"` (`"26-"`), once the total is known.
     pub ranges_with_end: bool,
+    /// Drives that are SharePoint document libraries (`driveType` `documentLibrary`; the others
+    /// are `business`): once an Office, PDF or HTML file is stored in one, by Graph or REST, the
+    /// library adds its metadata to it, so the stored size and QuickXorHash differ from what was
+    /// sent, as SharePoint does (see `sharepoint_resumable::library`). None by default.
+    pub document_libraries: Vec<String>,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -282,6 +288,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("rest_max_request", &self.rest_max_request)
             .field("quota", &self.quota)
             .field("ranges_with_end", &self.ranges_with_end)
+            .field("document_libraries", &self.document_libraries)
             .finish()
     }
 }
@@ -315,6 +322,7 @@ impl Default for EmulatorConfig {
             rest_max_request: 262_144_000,
             quota: None,
             ranges_with_end: false,
+            document_libraries: Vec::new(),
         }
     }
 }
@@ -511,6 +519,8 @@ struct Store {
     log: Vec<LoggedRequest>,
     /// The SharePoint REST host's sessions, digests and stubs.
     rest: rest::RestState,
+    /// The drives that are document libraries (`EmulatorConfig::document_libraries`).
+    libraries: Vec<String>,
 }
 
 impl Store {
@@ -627,7 +637,7 @@ impl Emulator {
         })
         .await?;
         *sharepoint_base.lock().unwrap_or_else(|e| e.into_inner()) = format!("http://{}", reachable(sharepoint.addr()));
-        let mut store = Store::default();
+        let mut store = Store { libraries: config.document_libraries.clone(), ..Store::default() };
         let now = iso(Utc::now());
         for d in &drives {
             let id = new_item_id();
@@ -1565,7 +1575,9 @@ fn mime_type(name: &str) -> &'static str {
 /// The driveItem document of an item.
 fn item_doc(store: &Store, drive: &str, path: &str, item: &ItemRec) -> serde_json::Value {
     let (parent, name) = split_parent(path);
+    let library = store.libraries.iter().any(|l| l == drive);
     let parent_reference = (!path.is_empty()).then(|| ItemReference {
+        drive_type: Some(if library { "documentLibrary" } else { "business" }.to_owned()),
         drive_id: Some(drive.to_owned()),
         id: store.item(drive, parent).map(|p| p.id.clone()),
         path: Some(if parent.is_empty() {
@@ -1880,6 +1892,9 @@ fn store_session(
         Content::Discarded => Blob::Discarded,
     };
     let blob = shared.storage.promote(&drive, &path, blob).map_err(|e| GraphError::storage(&e))?;
+    let library = store.libraries.contains(&drive);
+    let stored = library::Stored { blob, size, quickxor: s.quickxor.finish() };
+    let stored = library::keep(library, &path, stored).map_err(|e| GraphError::storage(&e))?;
     // The folders on the way exist from now on.
     let now = iso(Utc::now());
     let mut folder = split_parent(&path).0;
@@ -1907,7 +1922,12 @@ fn store_session(
     let info = s.file_system_info.unwrap_or_default();
     let item = ItemRec {
         id: replaced.clone().unwrap_or_else(new_item_id),
-        kind: Kind::File { blob, size, quickxor: s.quickxor.finish(), mime: mime_type(split_parent(&path).1).into() },
+        kind: Kind::File {
+            blob: stored.blob,
+            size: stored.size,
+            quickxor: stored.quickxor,
+            mime: mime_type(split_parent(&path).1).into(),
+        },
         version: previous.as_ref().map_or(1, |p| p.version + 1),
         created: info
             .created_date_time

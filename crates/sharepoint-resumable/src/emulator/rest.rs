@@ -1372,7 +1372,10 @@ fn add_file(req: &Req<'_>, folder: &str, name: &str, overwrite: bool, body: Byte
     };
     let mut store = req.shared.store();
     let created = store.item(&req.drive, &path).is_none();
-    let id = put_file(&mut store, &req.drive, &path, blob, size, quickxor.finish());
+    let stored = super::library::Stored { blob, size, quickxor: quickxor.finish() };
+    let library = store.libraries.contains(&req.drive);
+    let stored = super::library::keep(library, &path, stored).map_err(|e| SpError::storage(&e))?;
+    let id = put_file(&mut store, &req.drive, &path, stored);
     if created && size == 0 {
         store.rest.stubs.insert(id);
     } else {
@@ -1384,7 +1387,8 @@ fn add_file(req: &Req<'_>, folder: &str, name: &str, overwrite: bool, body: Byte
 
 /// Makes `blob` the content of the file at `path` (a new item, or the same item with a new
 /// version); the folders on the way exist from now on. Returns the item id.
-fn put_file(store: &mut Store, drive: &str, path: &str, blob: Blob, size: u64, quickxor: [u8; 20]) -> String {
+fn put_file(store: &mut Store, drive: &str, path: &str, stored: super::library::Stored) -> String {
+    let super::library::Stored { blob, size, quickxor } = stored;
     let now = super::iso(Utc::now());
     let mut folder = split_parent(path).0;
     while !folder.is_empty() {
@@ -1546,7 +1550,10 @@ fn chunk(
         Content::Discarded => Blob::Discarded,
     };
     let blob = req.shared.storage.promote(&req.drive, &path, blob).map_err(|e| SpError::storage(&e))?;
-    let id = put_file(&mut store, &req.drive, &path, blob, s.received, s.quickxor.finish());
+    let stored = super::library::Stored { blob, size: s.received, quickxor: s.quickxor.finish() };
+    let library = store.libraries.contains(&req.drive);
+    let stored = super::library::keep(library, &path, stored).map_err(|e| SpError::storage(&e))?;
+    let id = put_file(&mut store, &req.drive, &path, stored);
     store.rest.stubs.remove(&id);
     let item = store.item(&req.drive, &path).ok_or_else(SpError::folder_not_found)?;
     json_reply(req.flavour, &file_doc(req.flavour, &req.web, &req.site, &path, item))

@@ -95,6 +95,9 @@ pub struct FileFacet {
 #[doc = "Where an item lives."]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemReference {
+    #[doc = "The kind of drive: `personal` (OneDrive), `business` (OneDrive for Business) or `documentLibrary` (a SharePoint library)."]
+    #[serde(rename = "driveType", default, skip_serializing_if = "Option::is_none")]
+    pub drive_type: Option<String>,
     #[doc = "The drive."]
     #[serde(rename = "driveId", default, skip_serializing_if = "Option::is_none")]
     pub drive_id: Option<String>,

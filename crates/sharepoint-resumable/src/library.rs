@@ -1,0 +1,45 @@
+//! What SharePoint document libraries do to the files they store.
+//!
+//! A SharePoint library writes its own metadata into Office documents, PDFs and HTML pages once
+//! they are uploaded, so the stored file is larger than the one sent and its QuickXorHash is
+//! another (rclone/rclone#2599, #8558; OneDrive/onedrive-api-docs#935; the added length differs
+//! from one upload of the same file to the next). Microsoft documents neither the behaviour nor
+//! the list of types: the list here is the one users report. OneDrive personal drives do not do
+//! it. The uploaders recognise such a file as the one their session stored and report it as
+//! [`ServerModified`](upload_core::ServerModified) instead of failing its integrity check (and
+//! uploading it again, to be changed again, for ever).
+
+/// The extensions SharePoint libraries rewrite: Word, Excel, PowerPoint and Visio formats,
+/// PDF and HTML.
+pub const REWRITTEN_EXTENSIONS: &[&str] = &[
+    "doc", "docx", "docm", "dot", "dotx", "dotm", "xls", "xlsx", "xlsm", "xlsb", "xlt", "xltx", "xltm", "ppt", "pptx",
+    "pptm", "pot", "potx", "potm", "pps", "ppsx", "ppsm", "vsd", "vsdx", "pdf", "htm", "html",
+];
+
+/// Whether a SharePoint library may rewrite a file of this name after upload (by its extension,
+/// in any case).
+pub fn may_rewrite(name: &str) -> bool {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => REWRITTEN_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext)),
+        _ => false,
+    }
+}
+
+/// Why the stored file differs, as the uploaders report it.
+pub(crate) const REASON: &str = "the SharePoint library added its metadata to the file after receiving it whole, as it does to Office, PDF and HTML files";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn office_pdf_and_html_files_by_extension_only() {
+        for name in ["report.docx", "Budget 2026.XLSX", "dir/deck.pptx", "scan.pdf", "index.html", "old.doc"] {
+            assert!(may_rewrite(name), "{name}");
+        }
+        for name in ["video.mp4", "archive.zip", "notes.txt", "docx", ".pdf", "dir.pdf/file", "pdf", "a.pdf.gz"] {
+            assert!(!may_rewrite(name), "{name}");
+        }
+    }
+}
