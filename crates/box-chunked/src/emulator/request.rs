@@ -118,39 +118,25 @@ fn limit_of(shared: &Shared, op: Option<Operation>) -> u64 {
     }
 }
 
-/// The checks of a request's headers, before its body: an injected error (answered once the
-/// body is in, not kept: `Err((fault, true))`), the route, the bearer token (the user it acts
-/// as goes into `ctx`), and for a part its range, digest and session and a `Content-Length`
-/// equal to the range (refused unread: `Err((fault, false))`).
-fn admit(
-    ctx: &mut Ctx<'_>,
-    operation: Option<Operation>,
-    fault: Option<&FaultAction>,
-) -> Result<Admitted, (BoxFault, bool)> {
-    if let Some(FaultAction::Error { status, code, retry_after }) = fault {
-        let mut f = BoxFault::new(*status, code, "Injected by the emulator.");
-        f.retry_after = *retry_after;
-        return Err((f, true));
-    }
-    let unread = |f: BoxFault| (f, false);
-    let op = operation.ok_or_else(|| unread(BoxFault::new(404, "not_found", "Not Found")))?;
+/// The checks of a request's headers, before its body (a refusal is answered unread): the
+/// route, the bearer token (the user it acts as goes into `ctx`), and for a part its range,
+/// digest and session and a `Content-Length` equal to the range.
+fn admit(ctx: &mut Ctx<'_>, operation: Option<Operation>) -> Result<Admitted, BoxFault> {
+    let op = operation.ok_or_else(|| BoxFault::new(404, "not_found", "Not Found"))?;
     let limit = limit_of(ctx.shared, Some(op));
     if op == Operation::Token {
         return Ok(Admitted { op, limit });
     }
-    ctx.user =
-        authenticate(ctx.shared, ctx.header("authorization").as_deref(), ctx.header("as-user")).map_err(unread)?;
+    ctx.user = authenticate(ctx.shared, ctx.header("authorization").as_deref(), ctx.header("as-user"))?;
     if op != Operation::UploadPart {
         return Ok(Admitted { op, limit });
     }
-    let part = part_range(ctx).map_err(unread)?;
+    let part = part_range(ctx)?;
     match ctx.content_length {
-        None => Err(unread(BoxFault::new(411, "length_required", "Content-Length is required"))),
-        Some(n) if n as u64 != part.len => Err(unread(BoxFault::new(
-            416,
-            "requested_range_not_satisfiable",
-            "The body length does not match Content-Range",
-        ))),
+        None => Err(BoxFault::new(411, "length_required", "Content-Length is required")),
+        Some(n) if n as u64 != part.len => {
+            Err(BoxFault::new(416, "requested_range_not_satisfiable", "The body length does not match Content-Range"))
+        }
         Some(_) => Ok(Admitted { op, limit: part.len }),
     }
 }
@@ -185,10 +171,11 @@ pub(super) async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request
         access_key_id: None,
     };
     let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    // A slow server: before anything of the request is read.
-    if let Some(FaultAction::Delay(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
+    // A slow server: once the body is in (or before the answer to a request refused unread).
+    let delay = match &fault {
+        Some(FaultAction::Delay(d)) => Some(*d),
+        _ => None,
+    };
     let body = PendingBody::new(req);
     let reset_after = match &fault {
         Some(FaultAction::ResetMidBody { after }) => Some(*after),
@@ -204,14 +191,19 @@ pub(super) async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request
         discarded: None,
         content_length: header("content-length").and_then(|v| v.parse().ok()),
     };
-    let result: Result<Reply, BoxFault> = match admit(&mut ctx, operation, fault.as_ref()) {
+    let verdict = match injected_error(fault.as_ref()) {
+        Some(f) => Verdict::Injected(f),
+        None => admit(&mut ctx, operation).map_or_else(Verdict::Refused, Verdict::Admitted),
+    };
+    let result: Result<Reply, BoxFault> = match verdict {
         // Refused from its headers: the body is not read.
-        Err((f, false)) => {
+        Verdict::Refused(f) => {
+            pause(delay).await;
             body.refuse();
             Err(f)
         }
         // An injected error: answered once the body is in.
-        Err((f, true)) => match body.read(limit_of(&shared, operation), Some(Hashes::NONE), reset_after).await {
+        Verdict::Injected(f) => match body.read(limit_of(&shared, operation), Some(Hashes::NONE), reset_after).await {
             Ok(Capped::Whole(b)) => {
                 entry.body_len = b.len();
                 Err(f)
@@ -226,7 +218,7 @@ pub(super) async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request
                 return Err(Dropped);
             }
         },
-        Ok(Admitted { op, limit }) => {
+        Verdict::Admitted(Admitted { op, limit }) => {
             let discard = (shared.config.discard_bodies && op == Operation::UploadPart).then_some(Hashes::SHA1);
             match body.read(limit, discard, reset_after).await {
                 Err(got) => {
@@ -240,6 +232,7 @@ pub(super) async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request
                 }
                 Ok(Capped::Whole(received)) => {
                     entry.body_len = received.len();
+                    pause(delay).await;
                     if op == Operation::Token {
                         token(&shared, &received.bytes)
                     } else {
@@ -281,4 +274,29 @@ pub(super) async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request
         return Err(Dropped);
     }
     Ok(reply)
+}
+
+/// Waits `delay`, if any (an injected slow server).
+async fn pause(delay: Option<std::time::Duration>) {
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// What the checks of a request's headers decided.
+enum Verdict {
+    /// Refused from its headers: answered without its body.
+    Refused(BoxFault),
+    /// An injected error: answered once the body is in (not kept).
+    Injected(BoxFault),
+    /// To be read and served.
+    Admitted(Admitted),
+}
+
+/// The error an injected fault answers with, without doing anything.
+fn injected_error(fault: Option<&FaultAction>) -> Option<BoxFault> {
+    let Some(FaultAction::Error { status, code, retry_after }) = fault else { return None };
+    let mut f = BoxFault::new(*status, code, "Injected by the emulator.");
+    f.retry_after = *retry_after;
+    Some(f)
 }

@@ -90,42 +90,29 @@ struct Admitted {
     bucket: String,
 }
 
-/// The checks of a request's headers, before its body: an injected error (answered once the
-/// body is in, not kept: `Err((fault, true))`), the signature, the key, the operation and the
-/// bucket, and the form of `Content-MD5` (refused unread: `Err((fault, false))`).
+/// The checks of a request's headers, before its body (a refusal is answered unread): the
+/// signature, the key, the operation and the bucket, and the form of `Content-MD5`.
 fn admit(
     shared: &Shared,
     route: &Route,
     operation: Option<Operation>,
     signable: &SignableRequest,
-    fault: Option<&FaultAction>,
     signer: &mut Option<String>,
-) -> Result<Admitted, (OssFault, bool)> {
-    if let Some(FaultAction::Error { status, code, retry_after }) = fault {
-        let mut f = OssFault::new(*status, code, "Injected by the emulator.");
-        f.retry_after = *retry_after;
-        return Err((f, true));
-    }
-    let unread = |f: OssFault| (f, false);
-    *signer = Some(auth::verify(signable, &shared.keys, &shared.config.region, shared.now().into()).map_err(unread)?.0);
+) -> Result<Admitted, OssFault> {
+    *signer = Some(auth::verify(signable, &shared.keys, &shared.config.region, shared.now().into())?.0);
     if route.bad_key {
-        return Err(unread(
-            OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"),
-        ));
+        return Err(OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005"));
     }
-    let op = operation.ok_or_else(|| {
-        unread(OssFault::new(400, "InvalidArgument", "This request is not supported by the emulator."))
-    })?;
+    let op = operation
+        .ok_or_else(|| OssFault::new(400, "InvalidArgument", "This request is not supported by the emulator."))?;
     let bucket = route.bucket.clone().unwrap_or_default();
     if !shared.config.buckets.contains(&bucket) {
-        return Err(unread(
-            OssFault::new(404, "NoSuchBucket", "The specified bucket does not exist.")
-                .ec("0015-00000101")
-                .extra("BucketName", &bucket),
-        ));
+        return Err(OssFault::new(404, "NoSuchBucket", "The specified bucket does not exist.")
+            .ec("0015-00000101")
+            .extra("BucketName", &bucket));
     }
     if matches!(op, Operation::UploadPart | Operation::PutObject) {
-        content_md5(signable.header_value("content-md5").as_deref()).map_err(unread)?;
+        content_md5(signable.header_value("content-md5").as_deref())?;
     }
     Ok(Admitted { op, bucket })
 }
@@ -150,10 +137,11 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
 
     // An injected fault that applies, if any (spent as it is used).
     let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    // A slow server: before anything of the request is read.
-    if let Some(FaultAction::Delay(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
+    // A slow server: once the body is in (or before the answer to a request refused unread).
+    let delay = match &fault {
+        Some(FaultAction::Delay(d)) => Some(*d),
+        _ => None,
+    };
     let signable = SignableRequest {
         method: method.to_string(),
         bucket: route.bucket.clone(),
@@ -170,70 +158,77 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         _ => None,
     };
     let mut signer = None;
-    let result: Result<Reply, OssFault> =
-        match admit(&shared, &route, operation, &signable, fault.as_ref(), &mut signer) {
-            // Refused from its headers: the body is not read.
-            Err((f, false)) => {
-                body.refuse();
+    let verdict = match injected_error(fault.as_ref()) {
+        Some(f) => Verdict::Injected(f),
+        None => {
+            admit(&shared, &route, operation, &signable, &mut signer).map_or_else(Verdict::Refused, Verdict::Admitted)
+        }
+    };
+    let result: Result<Reply, OssFault> = match verdict {
+        // Refused from its headers: the body is not read.
+        Verdict::Refused(f) => {
+            pause(delay).await;
+            body.refuse();
+            Err(f)
+        }
+        // An injected error: answered once the body is in.
+        Verdict::Injected(f) => match body.read(limit, Some(Hashes::NONE), reset_after).await {
+            Ok(Capped::Whole(b)) => {
+                entry.body_len = b.len();
                 Err(f)
             }
-            // An injected error: answered once the body is in.
-            Err((f, true)) => match body.read(limit, Some(Hashes::NONE), reset_after).await {
-                Ok(Capped::Whole(b)) => {
-                    entry.body_len = b.len();
-                    Err(f)
-                }
-                Ok(Capped::TooLarge { received }) => {
-                    entry.body_len = received;
-                    Err(f)
-                }
+            Ok(Capped::TooLarge { received }) => {
+                entry.body_len = received;
+                Err(f)
+            }
+            Err(got) => {
+                entry.body_len = got;
+                shared.store().log.push(entry);
+                return Err(Dropped);
+            }
+        },
+        Verdict::Admitted(Admitted { op, bucket }) => {
+            // In discard mode the digests are computed as the bytes pass (MD5 when
+            // Content-MD5 is checked), in memory one allocation of the announced size.
+            let discard = (shared.config.discard_bodies && uploads).then_some(if shared.config.verify_md5 {
+                Hashes::MD5
+            } else {
+                Hashes::NONE
+            });
+            match body.read(limit, discard, reset_after).await {
                 Err(got) => {
                     entry.body_len = got;
                     shared.store().log.push(entry);
                     return Err(Dropped);
                 }
-            },
-            Ok(Admitted { op, bucket }) => {
-                // In discard mode the digests are computed as the bytes pass (MD5 when
-                // Content-MD5 is checked), in memory one allocation of the announced size.
-                let discard = (shared.config.discard_bodies && uploads).then_some(if shared.config.verify_md5 {
-                    Hashes::MD5
-                } else {
-                    Hashes::NONE
-                });
-                match body.read(limit, discard, reset_after).await {
-                    Err(got) => {
-                        entry.body_len = got;
-                        shared.store().log.push(entry);
-                        return Err(Dropped);
-                    }
-                    Ok(Capped::TooLarge { received }) => {
-                        entry.body_len = received;
-                        Err(too_large())
-                    }
-                    Ok(Capped::Whole(received)) => {
-                        entry.body_len = received.len();
-                        let ctx = Ctx {
-                            shared: &shared,
-                            bucket,
-                            key: route.key.clone().unwrap_or_default(),
-                            query: &route.query,
-                            headers: &signable,
-                            body: received.bytes,
-                            discarded: received.discarded,
-                        };
-                        let done = dispatch(op, &ctx);
-                        match &fault {
-                            // Done, and answered with an error all the same.
-                            Some(FaultAction::ErrorAfter { status, code }) => {
-                                Err(OssFault::new(*status, code, "Injected by the emulator after the operation."))
-                            }
-                            _ => done,
+                Ok(Capped::TooLarge { received }) => {
+                    entry.body_len = received;
+                    Err(too_large())
+                }
+                Ok(Capped::Whole(received)) => {
+                    entry.body_len = received.len();
+                    pause(delay).await;
+                    let ctx = Ctx {
+                        shared: &shared,
+                        bucket,
+                        key: route.key.clone().unwrap_or_default(),
+                        query: &route.query,
+                        headers: &signable,
+                        body: received.bytes,
+                        discarded: received.discarded,
+                    };
+                    let done = dispatch(op, &ctx);
+                    match &fault {
+                        // Done, and answered with an error all the same.
+                        Some(FaultAction::ErrorAfter { status, code }) => {
+                            Err(OssFault::new(*status, code, "Injected by the emulator after the operation."))
                         }
+                        _ => done,
                     }
                 }
             }
-        };
+        }
+    };
 
     let request_id = {
         let mut store = shared.store();
@@ -302,4 +297,29 @@ fn error_reply(f: &OssFault, request_id: &str, host: &str, head: bool) -> Reply 
         Bytes::from(xml)
     };
     builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Waits `delay`, if any (an injected slow server).
+async fn pause(delay: Option<std::time::Duration>) {
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// What the checks of a request's headers decided.
+enum Verdict {
+    /// Refused from its headers: answered without its body.
+    Refused(OssFault),
+    /// An injected error: answered once the body is in (not kept).
+    Injected(OssFault),
+    /// To be read and served.
+    Admitted(Admitted),
+}
+
+/// The error an injected fault answers with, without doing anything.
+fn injected_error(fault: Option<&FaultAction>) -> Option<OssFault> {
+    let Some(FaultAction::Error { status, code, retry_after }) = fault else { return None };
+    let mut f = OssFault::new(*status, code, "Injected by the emulator.");
+    f.retry_after = *retry_after;
+    Some(f)
 }

@@ -89,41 +89,31 @@ struct Admitted {
     bucket: String,
 }
 
-/// The checks of a request's headers, before its body: an injected error (answered once the
-/// body is in, not kept: `Err((fault, true))`), the bucket, the signature, the key, the
-/// operation, `Content-Length` where it is required and the form of `Content-MD5` (refused
-/// unread: `Err((fault, false))`).
+/// The checks of a request's headers, before its body (a refusal is answered unread): the
+/// bucket, the signature, the key, the operation, `Content-Length` where it is required and
+/// the form of `Content-MD5`.
 fn admit(
     shared: &Shared,
     route: &Route,
     operation: Option<Operation>,
     signable: &SignableRequest,
-    fault: Option<&FaultAction>,
     signer: &mut Option<String>,
-) -> Result<Admitted, (QsFault, bool)> {
-    if let Some(FaultAction::Error { status, code, retry_after }) = fault {
-        let mut f = QsFault::new(*status, code, "Injected by the emulator.");
-        f.retry_after = *retry_after;
-        return Err((f, true));
-    }
-    let unread = |f: QsFault| (f, false);
+) -> Result<Admitted, QsFault> {
     let bucket = route.bucket.clone().unwrap_or_default();
     if !shared.config.buckets.contains(&bucket) {
-        return Err(unread(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist.")));
+        return Err(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist."));
     }
-    *signer =
-        Some(auth::verify(signable, &shared.keys, shared.now().into(), shared.config.check_time).map_err(unread)?);
+    *signer = Some(auth::verify(signable, &shared.keys, shared.now().into(), shared.config.check_time)?);
     if route.bad_key {
-        return Err(unread(QsFault::new(400, "invalid_object_name", "The object name is not UTF-8.")));
+        return Err(QsFault::new(400, "invalid_object_name", "The object name is not UTF-8."));
     }
-    let op = operation.ok_or_else(|| {
-        unread(QsFault::new(405, "method_not_allowed", "This request is not supported by the emulator."))
-    })?;
+    let op = operation
+        .ok_or_else(|| QsFault::new(405, "method_not_allowed", "This request is not supported by the emulator."))?;
     if matches!(op, Operation::UploadMultipart | Operation::PutObject) {
         if signable.header_value("content-length").is_none() {
-            return Err(unread(QsFault::new(411, "length_required", "Content-Length is required.")));
+            return Err(QsFault::new(411, "length_required", "Content-Length is required."));
         }
-        content_md5(signable.header_value("content-md5").as_deref()).map_err(unread)?;
+        content_md5(signable.header_value("content-md5").as_deref())?;
     }
     Ok(Admitted { op, bucket })
 }
@@ -145,10 +135,11 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         access_key_id: None,
     };
     let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    // A slow server: before anything of the request is read.
-    if let Some(FaultAction::Delay(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
+    // A slow server: once the body is in (or before the answer to a request refused unread).
+    let delay = match &fault {
+        Some(FaultAction::Delay(d)) => Some(*d),
+        _ => None,
+    };
     let signable = SignableRequest {
         method: method.to_string(),
         path: route.canonical.clone(),
@@ -164,15 +155,21 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         _ => None,
     };
     let mut signer = None;
-    let result: Result<Reply, QsFault> = match admit(&shared, &route, operation, &signable, fault.as_ref(), &mut signer)
-    {
+    let verdict = match injected_error(fault.as_ref()) {
+        Some(f) => Verdict::Injected(f),
+        None => {
+            admit(&shared, &route, operation, &signable, &mut signer).map_or_else(Verdict::Refused, Verdict::Admitted)
+        }
+    };
+    let result: Result<Reply, QsFault> = match verdict {
         // Refused from its headers: the body is not read.
-        Err((f, false)) => {
+        Verdict::Refused(f) => {
+            pause(delay).await;
             body.refuse();
             Err(f)
         }
         // An injected error: answered once the body is in.
-        Err((f, true)) => match body.read(limit, Some(Hashes::NONE), reset_after).await {
+        Verdict::Injected(f) => match body.read(limit, Some(Hashes::NONE), reset_after).await {
             Ok(Capped::Whole(b)) => {
                 entry.body_len = b.len();
                 Err(f)
@@ -187,7 +184,7 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
                 return Err(Dropped);
             }
         },
-        Ok(Admitted { op, bucket }) => {
+        Verdict::Admitted(Admitted { op, bucket }) => {
             // In discard mode the MD5 is computed as the bytes pass, when Content-MD5 is
             // checked.
             let discard = (shared.config.discard_bodies && uploads).then_some(if shared.config.verify_md5 {
@@ -207,6 +204,7 @@ pub(super) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
                 }
                 Ok(Capped::Whole(received)) => {
                     entry.body_len = received.len();
+                    pause(delay).await;
                     let ctx = Ctx {
                         shared: &shared,
                         bucket,
@@ -273,4 +271,29 @@ pub(super) fn error_reply(f: &QsFault, request_id: &str, head: bool) -> Reply {
     }
     let body = if head { Bytes::new() } else { Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()) };
     builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Waits `delay`, if any (an injected slow server).
+async fn pause(delay: Option<std::time::Duration>) {
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// What the checks of a request's headers decided.
+enum Verdict {
+    /// Refused from its headers: answered without its body.
+    Refused(QsFault),
+    /// An injected error: answered once the body is in (not kept).
+    Injected(QsFault),
+    /// To be read and served.
+    Admitted(Admitted),
+}
+
+/// The error an injected fault answers with, without doing anything.
+fn injected_error(fault: Option<&FaultAction>) -> Option<QsFault> {
+    let Some(FaultAction::Error { status, code, retry_after }) = fault else { return None };
+    let mut f = QsFault::new(*status, code, "Injected by the emulator.");
+    f.retry_after = *retry_after;
+    Some(f)
 }
