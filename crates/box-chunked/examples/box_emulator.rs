@@ -11,7 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 use box_chunked::emulator::{Emulator, EmulatorConfig};
-use box_chunked::upload_core::emulator::{log_stats, serve_stdin};
+use box_chunked::upload_core::emulator::serve_stdin;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -44,7 +44,7 @@ async fn main() -> std::io::Result<()> {
     });
     println!("{line}");
     // Serve until whoever started us closes our standard input; `stats` lines are answered.
-    serve_stdin(|| log_stats(&emulator.requests())).await;
+    serve_stdin(|| emulator.request_totals()).await;
     drop(emulator);
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! What the vendor emulators share (feature `emulator`): the HTTP/1.1 server loop, fault
-//! injection, the request log, request bodies read with resets and discard mode, and part
-//! storage in memory or in a directory.
+//! injection, the request log ([`RequestLog`], bounded), request bodies read under a limit with
+//! resets and discard mode or refused unread ([`PendingBody`]), and part storage in memory or
+//! in a directory.
 //!
 //! Each vendor crate's `emulator` module builds its own rules (routing, signatures, error
 //! documents, the multipart state machine) on these pieces, so that faults, logs and storage
 //! behave the same for every vendor.
+
+mod body;
+mod log;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,11 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use serde::Serialize;
 use tokio::net::TcpListener;
+
+pub use body::{Body, Capped, Discarded, LINGER_BYTES, LINGER_TIME, PendingBody, read_body};
+pub use log::{LOG_CAPACITY, LoggedRequest, RequestLog, log_stats};
+
+/// The largest body of a request that is not an upload (an XML or JSON document: a list of
+/// parts to complete, a session to create): more than any vendor's largest such document.
+pub const DOCUMENT_MAX: u64 = 16 << 20;
 
 /// The response type of the emulators.
 pub type Reply = Response<Full<Bytes>>;
@@ -92,29 +102,6 @@ pub fn take_fault<Op: PartialEq + Copy>(
     Some(fault.action.clone())
 }
 
-/// One request as an emulator saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LoggedRequest<Op> {
-    /// Method.
-    pub method: String,
-    /// Bucket (or container), if any.
-    pub bucket: Option<String>,
-    /// Key, decoded, if any.
-    pub key: Option<String>,
-    /// The operation, when recognised.
-    pub operation: Option<Op>,
-    /// Part number, for part uploads.
-    pub part_number: Option<u32>,
-    /// Body bytes received.
-    pub body_len: u64,
-    /// Status answered (0 when the connection was dropped).
-    pub status: u16,
-    /// Error code answered, if any.
-    pub error_code: Option<String>,
-    /// The access key (or token owner) whose credentials checked out.
-    pub access_key_id: Option<String>,
-}
-
 /// Dropping the connection without an answer.
 #[derive(Debug)]
 pub struct Dropped;
@@ -177,83 +164,6 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
-}
-
-/// A request body as received.
-#[derive(Debug)]
-pub struct Body {
-    /// The bytes (empty in discard mode).
-    pub bytes: Bytes,
-    /// Length and digests of a body that was not kept (discard mode).
-    pub discarded: Option<Discarded>,
-}
-
-/// What is known of a body whose bytes were not kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Discarded {
-    /// Bytes received.
-    pub len: u64,
-    /// Its CRC-64/XZ.
-    pub crc64: u64,
-    /// Its MD5, when asked for.
-    pub md5: Option<[u8; 16]>,
-    /// Its SHA-1, when asked for.
-    pub sha1: Option<[u8; 20]>,
-}
-
-impl Body {
-    /// Bytes received.
-    pub fn len(&self) -> u64 {
-        self.discarded.map_or(self.bytes.len() as u64, |d| d.len)
-    }
-
-    /// Whether nothing was received.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Most bytes reserved up front for a body: a larger one grows as it arrives (and is paid for
-/// by a request that got that far), so an announced length alone cannot exhaust memory.
-const PREALLOCATE_MAX: usize = 256 << 20;
-
-/// Reads a request body: into one buffer of the announced length, or (`discard`: the hashes to
-/// compute as the frames pass, CRC-64 always) only its length and digests.
-///
-/// `Err(received)` means the caller drops the connection without an answer: the client went
-/// away or broke the body off (hyper reports a body shorter than its `Content-Length` as an
-/// error), or an injected reset (`reset_after`) fired; a reset fires at the end of a body
-/// shorter than `reset_after` too, so a fault is never spent without effect.
-pub async fn read_body(
-    mut body: Incoming,
-    content_length: usize,
-    discard: Option<crate::hash::Hashes>,
-    reset_after: Option<usize>,
-) -> Result<Body, u64> {
-    let mut received = BytesMut::with_capacity(if discard.is_some() { 0 } else { content_length.min(PREALLOCATE_MAX) });
-    let mut hasher = discard.map(|h| crate::hash::WholeHasher::new(h | crate::hash::Hashes::CRC64));
-    let mut got = 0u64;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return Err(got) };
-        if let Ok(data) = frame.into_data() {
-            got += data.len() as u64;
-            match &mut hasher {
-                Some(h) => h.update(&data),
-                None => received.extend_from_slice(&data),
-            }
-        }
-        if reset_after.is_some_and(|n| got >= n as u64) {
-            return Err(got);
-        }
-    }
-    if reset_after.is_some() {
-        return Err(got);
-    }
-    let discarded = hasher.map(|h| {
-        let d = h.finish();
-        Discarded { len: got, crc64: d.crc64.unwrap_or_default(), md5: d.md5, sha1: d.sha1 }
-    });
-    Ok(Body { bytes: received.freeze(), discarded })
 }
 
 /// The headers of a request whose values are text, in order.
@@ -561,11 +471,6 @@ pub async fn serve_stdin_with(stats: impl Fn() -> (u64, u64), command: impl Fn(&
         // A reader that went away is the end of the run, not an error of the server.
         let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
     }
-}
-
-/// What [`serve_stdin`] reports for a request log: its length and the sum of its body lengths.
-pub fn log_stats<Op>(log: &[LoggedRequest<Op>]) -> (u64, u64) {
-    (log.len() as u64, log.iter().map(|r| r.body_len).sum())
 }
 
 #[cfg(test)]

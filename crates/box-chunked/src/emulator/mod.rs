@@ -20,9 +20,15 @@
 //!   commits of each session, configurable);
 //! * Abort (204), expiry (410 `session_expired`), malformed ids (400
 //!   `invalid_upload_session_id`), unknown sessions (404 `not_found`);
+//! * a request refused from its headers (the bearer token; for a part its range, digest,
+//!   session and a `Content-Length` equal to the range, 411 `length_required` without one) is
+//!   answered before a byte of its body is read; the plain upload takes 50 MB (413
+//!   `request_entity_too_large` above, unread when its length says so, as soon as a chunked
+//!   body passes it), and any other body is bounded alike; issued tokens and sessions long
+//!   expired are forgotten;
 //! * Box's error document on every error, `box-request-id` on every answer;
 //! * storage in memory or in a directory (`<dir>/<folder id>/<name>`), the shared fault
-//!   injection and request log.
+//!   injection and request log (the latest [`EmulatorConfig::log_capacity`] requests).
 //!
 //! ```
 //! use box_chunked::emulator::{Emulator, EmulatorConfig};
@@ -41,6 +47,8 @@
 //! ```
 
 mod form;
+mod request;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -52,12 +60,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Response;
 use serde::Serialize;
-use upload_core::emulator::{
-    Blob, Dropped, Reply, Server, Storage, empty, is_unstorable, parse_query, read_body, take_fault, text_headers,
-};
+use upload_core::emulator::{Blob, Reply, RequestLog, Server, Storage, empty, is_unstorable};
 use upload_core::hash::{Digests, Hashes, hex};
 
 pub use upload_core::emulator::FaultAction;
@@ -139,6 +144,8 @@ pub struct EmulatorConfig {
     pub session_endpoint_base: Option<String>,
     /// Users who may act as others with `As-User` (service accounts always may).
     pub admins: Vec<String>,
+    /// How many requests the log keeps (the latest; [`Emulator::requests`]).
+    pub log_capacity: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -161,6 +168,7 @@ impl Default for EmulatorConfig {
             discard_bodies: false,
             session_endpoint_base: None,
             admins: vec!["1001".into()],
+            log_capacity: upload_core::emulator::LOG_CAPACITY,
         }
     }
 }
@@ -255,7 +263,7 @@ struct Store {
     /// Refresh tokens and the user they act as.
     refresh: HashMap<String, String>,
     faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
+    log: RequestLog<Operation>,
     counter: u64,
 }
 
@@ -311,13 +319,13 @@ impl Emulator {
         let upload_slot = slot.clone();
         let upload = Server::start(upload_listen, move |req| {
             let shared = upload_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            handle(shared, Host::Upload, req)
+            request::handle(shared, Host::Upload, req)
         })
         .await?;
         let api_slot = slot.clone();
         let api = Server::start(api_listen, move |req| {
             let shared = api_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            handle(shared, Host::Api, req)
+            request::handle(shared, Host::Api, req)
         })
         .await?;
         // The session endpoints go to a host of their own, as Box's regional upload hosts do:
@@ -325,7 +333,7 @@ impl Emulator {
         let regional_slot = slot.clone();
         let regional = Server::start(SocketAddr::new(upload_listen.ip(), 0), move |req| {
             let shared = regional_slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            handle(shared, Host::Session, req)
+            request::handle(shared, Host::Session, req)
         })
         .await?;
         let upload_base = config
@@ -334,7 +342,7 @@ impl Emulator {
             .unwrap_or_else(|| format!("http://{}/api/2.0", regional.addr()))
             .trim_end_matches('/')
             .to_owned();
-        let mut store = Store::default();
+        let mut store = Store { log: RequestLog::new(config.log_capacity), ..Store::default() };
         for (token, user) in &config.tokens {
             store.tokens.insert(token.clone(), (user.clone(), None));
         }
@@ -407,9 +415,15 @@ impl Emulator {
         self.shared.store().faults.push(fault);
     }
 
-    /// Every request so far.
+    /// The requests so far, oldest first: the latest [`EmulatorConfig::log_capacity`] of them.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.store().log.clone()
+        self.shared.store().log.entries()
+    }
+
+    /// How many requests arrived so far and the sum of their body lengths, the ones the log no
+    /// longer keeps included (what a benchmark reports).
+    pub fn request_totals(&self) -> (u64, u64) {
+        self.shared.store().log.totals()
     }
 
     /// The content of a file, if it exists.
@@ -436,32 +450,6 @@ impl Emulator {
     }
 }
 
-fn error_reply(f: &BoxFault, request_id: &str) -> Reply {
-    let doc = ClientError {
-        kind: Some("error".into()),
-        status: Some(u32::from(f.status)),
-        code: Some(f.code.clone()),
-        message: Some(f.message.clone()),
-        context_info: f.context.clone(),
-        help_url: Some(HELP_URL.into()),
-        request_id: Some(request_id.to_owned()),
-    };
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json");
-    if let Some(s) = f.retry_after {
-        builder = builder.header("retry-after", s.to_string());
-    }
-    if f.status == 401 {
-        builder = builder.header(
-            "www-authenticate",
-            "Bearer realm=\"Service\", error=\"invalid_token\", error_description=\"The access token provided is invalid.\"",
-        );
-    }
-    let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
 fn ok_json<T: Serialize>(status: u16, doc: &T) -> Result<Reply, BoxFault> {
     let body = serde_json::to_vec(doc).map_err(|e| BoxFault::new(500, "internal_server_error", &e.to_string()))?;
     Response::builder()
@@ -471,240 +459,18 @@ fn ok_json<T: Serialize>(status: u16, doc: &T) -> Result<Reply, BoxFault> {
         .map_err(|e| BoxFault::new(500, "internal_server_error", &e.to_string()))
 }
 
-/// A parsed route: the operation and the id in the path. The API host serves file information,
-/// downloads and tokens (`/2.0/…`, `/oauth2/token`); the upload hosts serve sessions and uploads
-/// (`/api/2.0/…`), as Box's hosts do.
-fn route(host: Host, method: &str, path: &str) -> Option<(Operation, Option<String>)> {
-    let path = match host {
-        Host::Api if method == "POST" && path == "/oauth2/token" => return Some((Operation::Token, None)),
-        Host::Api => path,
-        Host::Upload | Host::Session => path.strip_prefix("/api")?,
-    };
-    let rest = path.strip_prefix("/2.0/files")?;
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let id = |i: usize| segments.get(i).map(|s| (*s).to_owned());
-    let op = match (method, segments.as_slice()) {
-        ("POST", ["upload_sessions"]) => (Operation::CreateUploadSession, None),
-        ("POST", ["content"]) => (Operation::UploadFile, None),
-        ("GET", ["upload_sessions", _]) => (Operation::GetUploadSession, id(1)),
-        ("PUT", ["upload_sessions", _]) => (Operation::UploadPart, id(1)),
-        ("DELETE", ["upload_sessions", _]) => (Operation::Abort, id(1)),
-        ("GET", ["upload_sessions", _, "parts"]) => (Operation::ListParts, id(1)),
-        ("POST", ["upload_sessions", _, "commit"]) => (Operation::Commit, id(1)),
-        ("POST", ["upload_sessions", _, "log"]) => (Operation::LogEvent, id(1)),
-        ("POST", [_, "upload_sessions"]) => (Operation::CreateFileUploadSession, id(0)),
-        ("POST", [_, "content"]) => (Operation::UploadFileVersion, id(0)),
-        ("GET", [_, "content"]) => (Operation::DownloadFile, id(0)),
-        ("GET", [_]) => (Operation::GetFile, id(0)),
-        _ => return None,
-    };
-    Some(op).filter(|(op, _)| {
-        (host == Host::Api) == matches!(op, Operation::GetFile | Operation::DownloadFile | Operation::Token)
-    })
-}
-
-/// `bytes a-b/total` → (a, b, total).
-fn content_range(value: &str) -> Option<(u64, u64, u64)> {
-    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
-    let (a, b) = range.split_once('-')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
-}
-
 /// The emulator's request parsing on its own, for the fuzz tests: the route of `method` and
 /// `path` on each host (API, upload, session), named with the id in the path.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn route_for_fuzzing(method: &str, path: &str) -> [Option<(String, Option<String>)>; 3] {
     [Host::Api, Host::Upload, Host::Session]
-        .map(|host| route(host, method, path).map(|(op, id)| (format!("{op:?}"), id)))
+        .map(|host| request::route(host, method, path).map(|(op, id)| (format!("{op:?}"), id)))
 }
 
 /// The emulator's `Content-Range` parsing on its own, for the fuzz tests.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn content_range_for_fuzzing(value: &str) -> Option<(u64, u64, u64)> {
-    content_range(value)
-}
-
-async fn handle(shared: Option<Arc<Shared>>, host: Host, req: Request<Incoming>) -> Result<Reply, Dropped> {
-    let Some(shared) = shared else { return Ok(empty(503)) };
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let query = parse_query(req.uri().query().unwrap_or_default());
-    let routed = route(host, &method, &path);
-    let operation = routed.as_ref().map(|(op, _)| *op);
-    let id = routed.and_then(|(_, id)| id);
-    let headers = text_headers(req.headers());
-    let header = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-    // The part index, for faults and the log.
-    let part_number = match (operation, &id, header("content-range").as_deref().and_then(content_range)) {
-        (Some(Operation::UploadPart), Some(sid), Some((first, _, _))) => {
-            let store = shared.store();
-            store.sessions.get(sid).and_then(|s| u32::try_from(first / s.part_size.max(1)).ok())
-        }
-        _ => None,
-    };
-    let mut entry = LoggedRequest {
-        method: method.clone(),
-        bucket: None,
-        key: id.clone(),
-        operation,
-        part_number,
-        body_len: 0,
-        status: 0,
-        error_code: None,
-        access_key_id: None,
-    };
-    let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    let content_length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
-    let discard = (shared.config.discard_bodies && operation == Some(Operation::UploadPart)).then_some(Hashes::SHA1);
-    let reset_after = match &fault {
-        Some(FaultAction::ResetMidBody { after }) => Some(*after),
-        _ => None,
-    };
-    let received = match read_body(req.into_body(), content_length.unwrap_or(0), discard, reset_after).await {
-        Ok(b) => b,
-        Err(got) => {
-            entry.body_len = got;
-            shared.store().log.push(entry);
-            return Err(Dropped);
-        }
-    };
-    entry.body_len = received.len();
-    let mut user = None;
-    let result: Result<Reply, BoxFault> = async {
-        match &fault {
-            Some(FaultAction::Error { status, code, retry_after }) => {
-                let mut f = BoxFault::new(*status, code, "Injected by the emulator.");
-                f.retry_after = *retry_after;
-                return Err(f);
-            }
-            Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
-            _ => {}
-        }
-        let op = operation.ok_or_else(|| BoxFault::new(404, "not_found", "Not Found"))?;
-        if op == Operation::Token {
-            return token(&shared, &received.bytes);
-        }
-        let acting = authenticate(&shared, header("authorization").as_deref(), header("as-user"))?;
-        user = Some(acting.clone());
-        let ctx = Ctx {
-            shared: &shared,
-            user: acting,
-            id: id.clone().unwrap_or_default(),
-            query: &query,
-            headers: &headers,
-            body: received.bytes,
-            discarded: received.discarded,
-            content_length,
-        };
-        let done = dispatch(op, &ctx);
-        match &fault {
-            // Done, and answered with an error all the same.
-            Some(FaultAction::ErrorAfter { status, code }) => {
-                Err(BoxFault::new(*status, code, "Injected by the emulator after the operation."))
-            }
-            _ => done,
-        }
-    }
-    .await;
-    let request_id = format!("{:x}", 0x5e00_0000_u64 + upload_core::emulator::unique());
-    let mut reply = match result {
-        Ok(r) => r,
-        Err(f) => {
-            entry.error_code = Some(f.code.clone());
-            error_reply(&f, &request_id)
-        }
-    };
-    if let Ok(v) = request_id.parse() {
-        reply.headers_mut().insert("box-request-id", v);
-    }
-    entry.status = reply.status().as_u16();
-    entry.access_key_id = user;
-    let lose = matches!(fault, Some(FaultAction::LoseResponse));
-    if lose {
-        entry.status = 0;
-    }
-    shared.store().log.push(entry);
-    if lose {
-        return Err(Dropped);
-    }
-    Ok(reply)
-}
-
-/// The user a bearer token acts as (`As-User` when given).
-fn authenticate(shared: &Shared, authorization: Option<&str>, as_user: Option<String>) -> Result<String, BoxFault> {
-    let unauthorized = || BoxFault::new(401, "invalid_token", "The access token provided is invalid.");
-    let token = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).ok_or_else(unauthorized)?;
-    let mut store = shared.store();
-    let (owner, expires) = store.tokens.get(token).cloned().ok_or_else(unauthorized)?;
-    if expires.is_some_and(|e| Instant::now() >= e) {
-        store.tokens.remove(token);
-        return Err(unauthorized());
-    }
-    match as_user.filter(|u| !u.is_empty()) {
-        None => Ok(owner),
-        // Only admins and service accounts may act as another user.
-        Some(user) if owner.starts_with("service-account-") || shared.config.admins.contains(&owner) => Ok(user),
-        Some(_) => Err(BoxFault::new(
-            403,
-            "access_denied_insufficient_permissions",
-            "As-User needs an admin or a service account",
-        )),
-    }
-}
-
-/// The token endpoint: Client Credentials Grant and refresh tokens.
-fn token(shared: &Shared, body: &Bytes) -> Result<Reply, BoxFault> {
-    let form = parse_query(std::str::from_utf8(body).unwrap_or_default());
-    let field = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
-    let oauth_error = |error: &str, description: &str| {
-        let doc = OAuthError { error: error.into(), error_description: Some(description.into()) };
-        let body = serde_json::to_vec(&doc).unwrap_or_default();
-        Response::builder()
-            .status(400)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_else(|_| empty(400))
-    };
-    let client_ok =
-        shared.config.clients.iter().any(|(id, secret)| *id == field("client_id") && *secret == field("client_secret"));
-    if !client_ok {
-        return Ok(oauth_error("invalid_client", "The client credentials are invalid"));
-    }
-    let mut store = shared.store();
-    let (user, refresh) = match field("grant_type").as_str() {
-        "client_credentials" => {
-            let subject = field("box_subject_id");
-            match field("box_subject_type").as_str() {
-                "enterprise" if !subject.is_empty() => (format!("service-account-{subject}"), None),
-                "user" if !subject.is_empty() => (subject, None),
-                _ => return Ok(oauth_error("invalid_request", "box_subject_type and box_subject_id are required")),
-            }
-        }
-        "refresh_token" => {
-            let Some(user) = store.refresh.remove(&field("refresh_token")) else {
-                return Ok(oauth_error("invalid_grant", "Invalid refresh token"));
-            };
-            store.counter += 1;
-            // Box rotates refresh tokens: the old one is spent.
-            let next = format!("refresh-{}-{}", store.counter, upload_core::emulator::unique());
-            store.refresh.insert(next.clone(), user.clone());
-            (user, Some(next))
-        }
-        other => return Ok(oauth_error("unsupported_grant_type", &format!("grant_type {other:?} is not supported"))),
-    };
-    store.counter += 1;
-    let access = format!("issued-{}-{:x}", store.counter, upload_core::emulator::unique() * 0x9E37_79B9);
-    let lifetime = shared.config.token_lifetime;
-    store.tokens.insert(access.clone(), (user, Some(Instant::now() + lifetime)));
-    ok_json(
-        200,
-        &TokenResponse {
-            access_token: access,
-            expires_in: Some(lifetime.as_secs()),
-            token_type: Some("bearer".into()),
-            refresh_token: refresh,
-        },
-    )
+    request::content_range(value)
 }
 
 struct Ctx<'a> {
@@ -910,8 +676,27 @@ fn create_session(ctx: &Ctx<'_>, file_id: Option<String>) -> Result<Reply, BoxFa
         state: SessionState::Open,
     };
     let doc = session_doc(ctx.shared, &id, &rec);
+    prune_sessions(&mut store, lifetime);
     store.sessions.insert(id, rec);
     ok_json(201, &doc)
+}
+
+/// Forgets the sessions that expired longer ago than they lived (until then their URLs answer
+/// 410 `session_expired`, as Box's do), with their parts: the sessions kept are those of a
+/// bounded span of time.
+fn prune_sessions(store: &mut Store, lifetime: Duration) {
+    let now = Instant::now();
+    let gone: Vec<String> = store
+        .sessions
+        .iter()
+        .filter(|(_, s)| s.expires.checked_add(lifetime).is_some_and(|forget| now >= forget))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        if let Some(s) = store.sessions.remove(&id) {
+            s.parts.values().for_each(|p| p.blob.remove());
+        }
+    }
 }
 
 /// The session of the request, checked: well-formed id, exists, not expired, the caller's.
@@ -949,10 +734,23 @@ fn digest_value(value: Option<String>) -> Result<[u8; 20], BoxFault> {
         .ok_or_else(|| BoxFault::new(400, "bad_request", "The sha digest is not the base64 of 20 bytes"))
 }
 
-fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, BoxFault> {
-    let (first, last, total) = ctx.header("content-range").as_deref().and_then(content_range).ok_or_else(|| {
-        BoxFault::new(416, "requested_range_not_satisfiable", "Content-Range is missing or malformed")
-    })?;
+/// Where a part goes, from its headers: its range on the session's part grid and the SHA-1 its
+/// `Digest` names.
+struct PartRange {
+    first: u64,
+    last: u64,
+    /// Its length, which its body must have.
+    len: u64,
+    want_sha1: [u8; 20],
+}
+
+/// The checks of a part upload that need no body: `Content-Range` and `Digest` well-formed, the
+/// session the caller's and open, the range one part of its grid.
+fn part_range(ctx: &Ctx<'_>) -> Result<PartRange, BoxFault> {
+    let (first, last, total) =
+        ctx.header("content-range").as_deref().and_then(request::content_range).ok_or_else(|| {
+            BoxFault::new(416, "requested_range_not_satisfiable", "Content-Range is missing or malformed")
+        })?;
     let want_sha1 = digest_value(ctx.header("digest"))?;
     let (part_size, file_size) = {
         let store = ctx.shared.store();
@@ -970,10 +768,13 @@ fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, BoxFault> {
             &format!("The range does not fit the session: parts of {part_size} bytes of a {file_size}-byte file"),
         ));
     }
-    let len = last - first + 1;
-    if ctx.content_length.is_none() {
-        return Err(BoxFault::new(411, "length_required", "Content-Length is required"));
-    }
+    Ok(PartRange { first, last, len: last - first + 1, want_sha1 })
+}
+
+/// Upload part. Its headers were checked before the body was read ([`part_range`]); they are
+/// checked again, as the session may have been committed or aborted meanwhile.
+fn upload_part(ctx: &Ctx<'_>) -> Result<Reply, BoxFault> {
+    let PartRange { first, last, len, want_sha1 } = part_range(ctx)?;
     let (got_len, sha1) = match ctx.discarded {
         Some(d) => (d.len, d.sha1.unwrap_or_default()),
         None => (ctx.body.len() as u64, Digests::compute(Hashes::SHA1, &ctx.body).sha1.unwrap_or_default()),
@@ -1202,6 +1003,9 @@ fn plain_upload(ctx: &Ctx<'_>, file_id: Option<String>) -> Result<Reply, BoxFaul
         .find(|(name, _)| name == "file")
         .map(|(_, v)| v)
         .ok_or_else(|| BoxFault::new(400, "bad_request", "The file field is missing"))?;
+    if content.len() as u64 > request::PLAIN_FILE_MAX {
+        return Err(request::too_large());
+    }
     let sha1 = Digests::compute(Hashes::SHA1, &content).sha1.unwrap_or_default();
     if let Some(given) = ctx.header("content-md5")
         && !given.eq_ignore_ascii_case(&hex(&sha1))
@@ -1261,6 +1065,8 @@ fn plain_upload(ctx: &Ctx<'_>, file_id: Option<String>) -> Result<Reply, BoxFaul
 
 #[cfg(test)]
 mod tests {
+    use super::request::{content_range, route};
+    use super::tokens::token;
     use super::*;
 
     #[test]
@@ -1287,6 +1093,44 @@ mod tests {
         assert_eq!(route(up, "POST", "/oauth2/token"), None);
         assert_eq!(content_range("bytes 8388608-16777215/445856194"), Some((8388608, 16777215, 445856194)));
         assert_eq!(content_range("bytes=0-1/2"), None);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_and_sessions_are_pruned() {
+        let config = EmulatorConfig {
+            token_lifetime: Duration::from_millis(1),
+            session_lifetime: Duration::from_millis(1),
+            min_chunked: 1,
+            ..EmulatorConfig::default()
+        };
+        let emu = Emulator::start(config).await.unwrap();
+        let shared = &emu.shared;
+        let form = Bytes::from_static(b"grant_type=client_credentials&client_id=emulator-client-id&client_secret=emulator-client-secret&box_subject_type=user&box_subject_id=7");
+        let create = |name: &str| {
+            let body = serde_json::json!({"folder_id": "0", "file_size": 10, "file_name": name});
+            let ctx = Ctx {
+                shared,
+                user: "7".into(),
+                id: String::new(),
+                query: &[],
+                headers: &[],
+                body: Bytes::from(body.to_string()),
+                discarded: None,
+                content_length: None,
+            };
+            create_session(&ctx, None).unwrap();
+        };
+        for i in 0..50 {
+            token(shared, &form).unwrap();
+            create(&format!("f{i}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        token(shared, &form).unwrap();
+        create("last");
+        let store = shared.store();
+        // The fixed token and the one just issued; the one session just created.
+        assert_eq!(store.tokens.len(), 2);
+        assert_eq!(store.sessions.len(), 1);
     }
 
     #[test]

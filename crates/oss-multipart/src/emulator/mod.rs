@@ -14,8 +14,14 @@
 //!   for every listed part but the last, `x-oss-complete-all`, NoSuchUpload after completion or
 //!   abort, ListParts and ListMultipartUploads with their paging;
 //! * `x-oss-hash-crc64ecma` on parts and objects, ETags as OSS forms them;
+//! * a request refused from its headers (signature, bucket, the form of `Content-MD5`) is
+//!   answered before a byte of its body is read; a part or PutObject body over
+//!   [`EmulatorConfig::max_part_size`] (5 GiB) is `EntityTooLarge`, unread when its
+//!   `Content-Length` says so and as soon as it passes the limit when it is chunked, and any
+//!   other body is bounded alike;
 //! * storage in memory or in a directory (objects as plain files, comparable with `cmp`);
-//! * fault injection per operation and per part ([`Fault`]) and a request log.
+//! * fault injection per operation and per part ([`Fault`]) and a request log of the latest
+//!   requests ([`EmulatorConfig::log_capacity`]).
 //!
 //! ```
 //! use oss_multipart::emulator::{Emulator, EmulatorConfig};
@@ -32,6 +38,7 @@
 //! ```
 
 mod auth;
+mod request;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -43,13 +50,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Response;
 use serde::Serialize;
-use upload_core::emulator::{
-    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, is_unstorable,
-    parse_query, read_body, take_fault, text_headers,
-};
+use upload_core::emulator::{Blob, Discarded, Reply, RequestLog, Server, Storage, decode, empty, is_unstorable};
 use upload_core::hash::crc64::Crc64;
 use upload_core::hash::{Digests, Hashes, hex};
 
@@ -115,7 +118,16 @@ pub struct EmulatorConfig {
     /// 15-minute skew rule, presigned expiry, stored timestamps and the `Date` header of every
     /// answer is the real clock plus this offset, to test clients whose clock is skewed.
     pub clock_offset: chrono::Duration,
+    /// The largest part or PutObject body ([`MAX_PART`], as OSS); larger ones are refused with
+    /// `EntityTooLarge`. Parts are kept in memory unless [`EmulatorConfig::data_dir`] is set:
+    /// lower it to bound what one request may hold.
+    pub max_part_size: u64,
+    /// How many requests the log keeps (the latest; [`Emulator::requests`]).
+    pub log_capacity: usize,
 }
+
+/// The largest part or object OSS takes in one request: 5 GiB.
+pub const MAX_PART: u64 = 5 << 30;
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -128,6 +140,8 @@ impl Default for EmulatorConfig {
             verify_md5: true,
             discard_bodies: false,
             clock_offset: chrono::Duration::zero(),
+            max_part_size: MAX_PART,
+            log_capacity: upload_core::emulator::LOG_CAPACITY,
         }
     }
 }
@@ -220,7 +234,7 @@ struct Store {
     objects: BTreeMap<(String, String), Object>,
     uploads: BTreeMap<String, UploadRec>,
     faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
+    log: RequestLog<Operation>,
     counter: u64,
 }
 
@@ -274,9 +288,10 @@ impl Emulator {
         let storage = Storage::new(config.data_dir.clone(), &config.buckets)?;
         let keys = config.keys.iter().cloned().collect();
         let listen = config.listen;
-        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(Store::default()) });
+        let store = Store { log: RequestLog::new(config.log_capacity), ..Store::default() };
+        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(store) });
         let server = shared.clone();
-        let server = Server::start(listen, move |req| handle(server.clone(), req)).await?;
+        let server = Server::start(listen, move |req| request::handle(server.clone(), req)).await?;
         Ok(Self { server, shared })
     }
 
@@ -313,9 +328,15 @@ impl Emulator {
         self.shared.store().faults.push(fault);
     }
 
-    /// Every request so far.
+    /// The requests so far, oldest first: the latest [`EmulatorConfig::log_capacity`] of them.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.store().log.clone()
+        self.shared.store().log.entries()
+    }
+
+    /// How many requests arrived so far and the sum of their body lengths, the ones the log no
+    /// longer keeps included (what a benchmark reports).
+    pub fn request_totals(&self) -> (u64, u64) {
+        self.shared.store().log.totals()
     }
 
     /// The bytes of an object, if it exists.
@@ -348,232 +369,6 @@ fn unreachable_config() -> crate::Config {
         retry: upload_core::RetryPolicy::default(),
         connect_timeout: Duration::from_secs(10),
     }
-}
-
-/// Parsed routing facts of a request.
-struct Route {
-    bucket: Option<String>,
-    key: Option<String>,
-    /// The key's percent-decoded bytes are not UTF-8.
-    bad_key: bool,
-    query: Vec<(String, String)>,
-    host: String,
-}
-
-fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
-    let host = host_name(req);
-    let hostname = host.as_str();
-    let query = parse_query(req.uri().query().unwrap_or_default());
-    let path = req.uri().path();
-    let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
-        hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
-    });
-    let (bucket, raw_key) = match virtual_bucket {
-        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty())),
-        None => {
-            let rest = path.strip_prefix('/').unwrap_or(path);
-            match rest.split_once('/') {
-                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then_some(k)),
-                None if !rest.is_empty() => (Some(decode(rest)), None),
-                None => (None, None),
-            }
-        }
-    };
-    let key = raw_key.map(decode_strict);
-    let bad_key = matches!(key, Some(None));
-    Route { bucket, key: key.flatten(), bad_key, query, host }
-}
-
-fn operation_of(method: &hyper::Method, route: &Route, copy: bool) -> Option<Operation> {
-    let has = |n: &str| route.query.iter().any(|(q, _)| q == n);
-    let op = match (method.as_str(), route.key.is_some()) {
-        ("POST", true) if has("uploads") => Operation::InitiateMultipartUpload,
-        ("POST", true) if has("uploadId") => Operation::CompleteMultipartUpload,
-        ("PUT", true) if has("uploadId") || has("partNumber") => {
-            if copy {
-                Operation::UploadPartCopy
-            } else {
-                Operation::UploadPart
-            }
-        }
-        ("DELETE", true) if has("uploadId") => Operation::AbortMultipartUpload,
-        ("GET", true) if has("uploadId") => Operation::ListParts,
-        ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
-        // CopyObject, AppendObject, PutObjectACL…: other calls, never a plain overwrite.
-        ("PUT", true) if !copy && !["append", "acl", "symlink", "tagging"].iter().any(|q| has(q)) => {
-            Operation::PutObject
-        }
-        ("GET", true) => Operation::GetObject,
-        ("HEAD", true) => Operation::HeadObject,
-        ("DELETE", true) => Operation::DeleteObject,
-        _ => return None,
-    };
-    Some(op)
-}
-
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dropped> {
-    let route = route(&shared, &req);
-    let method = req.method().clone();
-    let copy = req.headers().contains_key("x-oss-copy-source");
-    let operation = operation_of(&method, &route, copy);
-    let part_number = route.query.iter().find(|(n, _)| n == "partNumber").and_then(|(_, v)| v.parse().ok());
-    let mut entry = LoggedRequest {
-        method: method.to_string(),
-        bucket: route.bucket.clone(),
-        key: route.key.clone(),
-        operation,
-        part_number,
-        body_len: 0,
-        status: 0,
-        error_code: None,
-        access_key_id: None,
-    };
-
-    // An injected fault that applies, if any (spent as it is used).
-    let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    let headers = text_headers(req.headers());
-    let content_length: usize =
-        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // One allocation of the announced size (growing a buffer costs more than the hashing);
-    // in discard mode, only the CRC-64 of the frames as they pass.
-    let discard =
-        shared.config.discard_bodies && matches!(operation, Some(Operation::UploadPart | Operation::PutObject));
-    let reset_after = match &fault {
-        Some(FaultAction::ResetMidBody { after }) => Some(*after),
-        _ => None,
-    };
-    // In discard mode the digests are computed as the bytes pass (MD5 when Content-MD5 is checked).
-    let discard = discard.then_some(if shared.config.verify_md5 { Hashes::MD5 } else { Hashes::NONE });
-    let received = match read_body(req.into_body(), content_length, discard, reset_after).await {
-        Ok(b) => b,
-        Err(got) => {
-            entry.body_len = got;
-            shared.store().log.push(entry);
-            return Err(Dropped);
-        }
-    };
-    entry.body_len = received.len();
-    let (body, discarded) = (received.bytes, received.discarded);
-
-    let signable = SignableRequest {
-        method: method.to_string(),
-        bucket: route.bucket.clone(),
-        key: route.key.clone(),
-        query: route.query.clone(),
-        headers: headers.clone(),
-    };
-    let mut signer = None;
-    let result: Result<Reply, OssFault> = async {
-        match &fault {
-            Some(FaultAction::Error { status, code, retry_after }) => {
-                let mut f = OssFault::new(*status, code, "Injected by the emulator.");
-                f.retry_after = *retry_after;
-                return Err(f);
-            }
-            Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
-            _ => {}
-        }
-        signer = Some(auth::verify(&signable, &shared.keys, &shared.config.region, shared.now().into())?.0);
-        if route.bad_key {
-            return Err(
-                OssFault::new(400, "InvalidObjectName", "The specified object is not valid.").ec("0016-00000005")
-            );
-        }
-        let op = operation
-            .ok_or_else(|| OssFault::new(400, "InvalidArgument", "This request is not supported by the emulator."))?;
-        let bucket = route.bucket.clone().unwrap_or_default();
-        if !shared.config.buckets.contains(&bucket) {
-            return Err(OssFault::new(404, "NoSuchBucket", "The specified bucket does not exist.")
-                .ec("0015-00000101")
-                .extra("BucketName", &bucket));
-        }
-        let ctx = Ctx {
-            shared: &shared,
-            bucket,
-            key: route.key.clone().unwrap_or_default(),
-            query: &route.query,
-            headers: &signable,
-            body,
-            discarded,
-        };
-        let done = dispatch(op, &ctx);
-        match &fault {
-            // Done, and answered with an error all the same.
-            Some(FaultAction::ErrorAfter { status, code }) => {
-                Err(OssFault::new(*status, code, "Injected by the emulator after the operation."))
-            }
-            _ => done,
-        }
-    }
-    .await;
-
-    let request_id = {
-        let mut store = shared.store();
-        store.counter += 1;
-        format!("{:024X}", 0x5E0_0000_0000_u64 + store.counter)
-    };
-    let mut reply = match result {
-        Ok(r) => r,
-        Err(f) => {
-            entry.error_code = Some(f.code.clone());
-            error_reply(&f, &request_id, &route.host, method == hyper::Method::HEAD)
-        }
-    };
-    let headers = reply.headers_mut();
-    headers.insert(
-        "x-oss-request-id",
-        request_id.parse().unwrap_or_else(|_| hyper::header::HeaderValue::from_static("0")),
-    );
-    headers.insert("server", hyper::header::HeaderValue::from_static("AliyunOSS"));
-    if let Ok(date) = shared.now_http().parse() {
-        headers.insert("date", date);
-    }
-    entry.status = reply.status().as_u16();
-    entry.access_key_id = signer;
-    let lose = matches!(fault, Some(FaultAction::LoseResponse));
-    if lose {
-        entry.status = 0;
-    }
-    shared.store().log.push(entry);
-    if lose {
-        return Err(Dropped);
-    }
-    Ok(reply)
-}
-
-fn error_reply(f: &OssFault, request_id: &str, host: &str, head: bool) -> Reply {
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>{}</Code>\n  <Message>{}</Message>\n  <RequestId>{}</RequestId>\n  <HostId>{}</HostId>\n",
-        xml_escape(&f.code),
-        xml_escape(&f.message),
-        request_id,
-        xml_escape(host)
-    );
-    for (n, v) in &f.extra {
-        xml.push_str(&format!("  <{n}>{}</{n}>\n", xml_escape(v)));
-    }
-    if let Some(ec) = &f.ec {
-        xml.push_str(&format!(
-            "  <EC>{ec}</EC>\n  <RecommendDoc>https://api.aliyun.com/troubleshoot?q={ec}</RecommendDoc>\n"
-        ));
-    }
-    xml.push_str("</Error>\n");
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/xml");
-    if let Some(ec) = &f.ec {
-        builder = builder.header("x-oss-ec", ec.as_str());
-    }
-    if let Some(s) = f.retry_after {
-        builder = builder.header("retry-after", s.to_string());
-    }
-    let body = if head {
-        builder = builder.header("x-oss-err", STANDARD.encode(xml.as_bytes()));
-        Bytes::new()
-    } else {
-        Bytes::from(xml)
-    };
-    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 struct Ctx<'a> {
@@ -724,26 +519,28 @@ fn store_blob(ctx: &Ctx<'_>, name: &str, bytes: &Bytes) -> Result<Blob, OssFault
     ctx.shared.storage.keep(name, bytes).map_err(|e| internal(&e))
 }
 
+/// The MD5 a `Content-MD5` header value names, if one is sent; `InvalidDigest` when it is not
+/// the base64 of 16 bytes.
+fn content_md5(value: Option<&str>) -> Result<Option<[u8; 16]>, OssFault> {
+    let Some(value) = value else { return Ok(None) };
+    match STANDARD.decode(value.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
+        Some(md5) => Ok(Some(md5)),
+        None => {
+            Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified is not valid.").ec("0017-00000502"))
+        }
+    }
+}
+
 /// Checks and keeps the bytes of a part or object: size, `Content-MD5` (the request's, when
 /// `check_md5`), the MD5 that makes the ETag and the CRC-64. A request body that was not kept
 /// (discard mode) is described by `ctx.discarded`.
 fn save_part(ctx: &Ctx<'_>, number: u32, bytes: Bytes, check_md5: bool) -> Result<StoredPart, OssFault> {
-    const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
     let discarded = ctx.discarded.filter(|_| check_md5);
     let len = discarded.map_or(bytes.len() as u64, |d| d.len);
-    if len > MAX_PART {
+    if len > ctx.shared.config.max_part_size {
         return Err(OssFault::new(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."));
     }
-    let given = match ctx.headers.header_value("content-md5").filter(|_| check_md5) {
-        None => None,
-        Some(g) => match STANDARD.decode(g.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
-            Some(md5) => Some(md5),
-            None => {
-                return Err(OssFault::new(400, "InvalidDigest", "The Content-MD5 you specified is not valid.")
-                    .ec("0017-00000502"));
-            }
-        },
-    };
+    let given = if check_md5 { content_md5(ctx.headers.header_value("content-md5").as_deref())? } else { None };
     let (crc, computed_md5) = match discarded {
         Some(d) => (d.crc64, d.md5),
         None => {

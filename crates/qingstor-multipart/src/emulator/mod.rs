@@ -19,9 +19,14 @@
 //!   List Multipart and List Multipart Uploads with their paging;
 //! * JSON error documents (`code`, `message`, `request_id`, `url`), `x-qs-request-id` and
 //!   `Server: QingStor` on every answer;
+//! * a request refused from its headers (bucket, signature, a missing `Content-Length` of a
+//!   part or object, the form of `Content-MD5`) is answered before a byte of its body is read;
+//!   a part or object over [`EmulatorConfig::max_part_size`] (5 GB) is `entity_too_large`,
+//!   unread when its `Content-Length` says so, and any other body is bounded (a chunked one
+//!   stops being read as soon as it passes the bound);
 //! * storage in memory or in a directory (objects as plain files, comparable with `cmp`);
-//! * fault injection per operation and per part ([`Fault`]) and a request log, shared with the
-//!   other emulators.
+//! * fault injection per operation and per part ([`Fault`]) and a request log of the latest
+//!   requests ([`EmulatorConfig::log_capacity`]), shared with the other emulators.
 //!
 //! ```
 //! use qingstor_multipart::emulator::{Emulator, EmulatorConfig};
@@ -38,6 +43,7 @@
 //! ```
 
 mod auth;
+mod request;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -48,13 +54,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Response;
 use serde::Serialize;
-use upload_core::emulator::{
-    Blob, Discarded, Dropped, Reply, Server, Storage, decode, decode_strict, empty, host_name, is_unstorable,
-    parse_query, read_body, take_fault, text_headers,
-};
+use upload_core::emulator::{Blob, Discarded, Reply, RequestLog, Server, Storage, decode, empty, is_unstorable};
 use upload_core::hash::{Digests, Hashes, hex};
 
 pub use upload_core::emulator::FaultAction;
@@ -127,6 +129,12 @@ pub struct EmulatorConfig {
     /// 15-minute rule, presigned expiry, stored timestamps and the `Date` header of every answer
     /// is the real clock plus this offset, to test clients whose clock is skewed.
     pub clock_offset: chrono::Duration,
+    /// The largest part or Put Object body ([`MAX_PART`], as QingStor); larger ones are refused
+    /// with `entity_too_large`. Parts are kept in memory unless [`EmulatorConfig::data_dir`]
+    /// is set: lower it to bound what one request may hold.
+    pub max_part_size: u64,
+    /// How many requests the log keeps (the latest; [`Emulator::requests`]).
+    pub log_capacity: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -141,6 +149,8 @@ impl Default for EmulatorConfig {
             discard_bodies: false,
             check_time: true,
             clock_offset: chrono::Duration::zero(),
+            max_part_size: MAX_PART,
+            log_capacity: upload_core::emulator::LOG_CAPACITY,
         }
     }
 }
@@ -225,7 +235,7 @@ struct Store {
     objects: BTreeMap<(String, String), Object>,
     uploads: BTreeMap<String, UploadRec>,
     faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
+    log: RequestLog<Operation>,
     counter: u64,
 }
 
@@ -279,9 +289,10 @@ impl Emulator {
         let storage = Storage::new(config.data_dir.clone(), &config.buckets)?;
         let keys = config.keys.iter().cloned().collect();
         let listen = config.listen;
-        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(Store::default()) });
+        let store = Store { log: RequestLog::new(config.log_capacity), ..Store::default() };
+        let shared = Arc::new(Shared { config, keys, storage, store: Mutex::new(store) });
         let server = shared.clone();
-        let server = Server::start(listen, move |req| handle(server.clone(), req)).await?;
+        let server = Server::start(listen, move |req| request::handle(server.clone(), req)).await?;
         Ok(Self { server, shared })
     }
 
@@ -319,9 +330,15 @@ impl Emulator {
         self.shared.store().faults.push(fault);
     }
 
-    /// Every request so far.
+    /// The requests so far, oldest first: the latest [`EmulatorConfig::log_capacity`] of them.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.store().log.clone()
+        self.shared.store().log.entries()
+    }
+
+    /// How many requests arrived so far and the sum of their body lengths, the ones the log no
+    /// longer keeps included (what a benchmark reports).
+    pub fn request_totals(&self) -> (u64, u64) {
+        self.shared.store().log.totals()
     }
 
     /// The bytes of an object, if it exists.
@@ -344,205 +361,6 @@ impl Emulator {
             .map(|(id, u)| (u.bucket.clone(), u.key.clone(), id.clone(), u.parts.keys().copied().collect()))
             .collect()
     }
-}
-
-/// Parsed routing facts of a request.
-struct Route {
-    bucket: Option<String>,
-    key: Option<String>,
-    /// The key's percent-decoded bytes are not UTF-8.
-    bad_key: bool,
-    /// The canonical path QingStor signs: the raw request path, `/<bucket>` in front for a
-    /// virtual-host request.
-    canonical: String,
-    query: Vec<(String, String)>,
-}
-
-fn route(shared: &Shared, req: &Request<Incoming>) -> Route {
-    let hostname = host_name(req);
-    let query = parse_query(req.uri().query().unwrap_or_default());
-    let path = req.uri().path();
-    let virtual_bucket = hostname.split_once('.').map(|(first, _)| first).filter(|first| {
-        hostname.parse::<std::net::IpAddr>().is_err() && shared.config.buckets.iter().any(|b| b == first)
-    });
-    let (bucket, raw_key, canonical) = match virtual_bucket {
-        Some(b) => (Some(b.to_owned()), path.strip_prefix('/').filter(|k| !k.is_empty()), format!("/{b}{path}")),
-        None => {
-            let rest = path.strip_prefix('/').unwrap_or(path);
-            let (bucket, key) = match rest.split_once('/') {
-                Some((b, k)) => (Some(decode(b)), (!k.is_empty()).then_some(k)),
-                None if !rest.is_empty() => (Some(decode(rest)), None),
-                None => (None, None),
-            };
-            (bucket, key, path.to_owned())
-        }
-    };
-    let key = raw_key.map(decode_strict);
-    let bad_key = matches!(key, Some(None));
-    Route { bucket, key: key.flatten(), bad_key, canonical, query }
-}
-
-fn operation_of(method: &hyper::Method, route: &Route, headers: &hyper::HeaderMap) -> Option<Operation> {
-    let has = |n: &str| route.query.iter().any(|(q, _)| q == n);
-    let copy = headers.contains_key("x-qs-copy-source");
-    // Put Object with a sub-resource (`append`, `acl`…) or a copy, move or fetch source is
-    // another call the emulator does not have: never a plain overwrite.
-    let other_put = route.query.iter().any(|(q, _)| crate::signing::is_subresource(q))
-        || ["x-qs-copy-source", "x-qs-move-source", "x-qs-fetch-source"].iter().any(|h| headers.contains_key(*h));
-    let op = match (method.as_str(), route.key.is_some()) {
-        ("POST", true) if has("uploads") => Operation::InitiateMultipartUpload,
-        ("POST", true) if has("upload_id") => Operation::CompleteMultipartUpload,
-        ("PUT", true) if has("upload_id") || has("part_number") => {
-            if copy {
-                Operation::UploadMultipartCopy
-            } else {
-                Operation::UploadMultipart
-            }
-        }
-        ("DELETE", true) if has("upload_id") => Operation::AbortMultipartUpload,
-        ("GET", true) if has("upload_id") => Operation::ListMultipart,
-        ("GET", false) if has("uploads") => Operation::ListMultipartUploads,
-        ("PUT", true) if !other_put => Operation::PutObject,
-        ("GET", true) => Operation::GetObject,
-        ("HEAD", true) => Operation::HeadObject,
-        ("DELETE", true) => Operation::DeleteObject,
-        _ => return None,
-    };
-    Some(op)
-}
-
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dropped> {
-    let route = route(&shared, &req);
-    let method = req.method().clone();
-    let operation = operation_of(&method, &route, req.headers());
-    let part_number = route.query.iter().find(|(n, _)| n == "part_number").and_then(|(_, v)| v.parse().ok());
-    let mut entry = LoggedRequest {
-        method: method.to_string(),
-        bucket: route.bucket.clone(),
-        key: route.key.clone(),
-        operation,
-        part_number,
-        body_len: 0,
-        status: 0,
-        error_code: None,
-        access_key_id: None,
-    };
-    let fault = take_fault(&mut shared.store().faults, operation, part_number);
-    let headers = text_headers(req.headers());
-    let content_length: Option<usize> =
-        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let discard =
-        shared.config.discard_bodies && matches!(operation, Some(Operation::UploadMultipart | Operation::PutObject));
-    let reset_after = match &fault {
-        Some(FaultAction::ResetMidBody { after }) => Some(*after),
-        _ => None,
-    };
-    // In discard mode the MD5 is computed as the bytes pass, when Content-MD5 is checked.
-    let discard = discard.then_some(if shared.config.verify_md5 { Hashes::MD5 } else { Hashes::NONE });
-    let received = match read_body(req.into_body(), content_length.unwrap_or(0), discard, reset_after).await {
-        Ok(b) => b,
-        Err(got) => {
-            entry.body_len = got;
-            shared.store().log.push(entry);
-            return Err(Dropped);
-        }
-    };
-    entry.body_len = received.len();
-
-    let signable = SignableRequest {
-        method: method.to_string(),
-        path: route.canonical.clone(),
-        query: route.query.clone(),
-        headers: headers.clone(),
-    };
-    let mut signer = None;
-    let result: Result<Reply, QsFault> = async {
-        match &fault {
-            Some(FaultAction::Error { status, code, retry_after }) => {
-                let mut f = QsFault::new(*status, code, "Injected by the emulator.");
-                f.retry_after = *retry_after;
-                return Err(f);
-            }
-            Some(FaultAction::Delay(d)) => tokio::time::sleep(*d).await,
-            _ => {}
-        }
-        let bucket = route.bucket.clone().unwrap_or_default();
-        if !shared.config.buckets.contains(&bucket) {
-            return Err(QsFault::new(404, "bucket_not_exists", "The bucket you are accessing does not exist."));
-        }
-        signer = Some(auth::verify(&signable, &shared.keys, shared.now().into(), shared.config.check_time)?);
-        if route.bad_key {
-            return Err(QsFault::new(400, "invalid_object_name", "The object name is not UTF-8."));
-        }
-        let op = operation
-            .ok_or_else(|| QsFault::new(405, "method_not_allowed", "This request is not supported by the emulator."))?;
-        if matches!(op, Operation::UploadMultipart | Operation::PutObject) && content_length.is_none() {
-            return Err(QsFault::new(411, "length_required", "Content-Length is required."));
-        }
-        let ctx = Ctx {
-            shared: &shared,
-            bucket,
-            key: route.key.clone().unwrap_or_default(),
-            query: &route.query,
-            headers: &signable,
-            body: received.bytes,
-            discarded: received.discarded,
-        };
-        let done = dispatch(op, &ctx);
-        match &fault {
-            // Done, and answered with an error all the same.
-            Some(FaultAction::ErrorAfter { status, code }) => {
-                Err(QsFault::new(*status, code, "Injected by the emulator after the operation."))
-            }
-            _ => done,
-        }
-    }
-    .await;
-
-    let request_id = format!("{:016x}", 0x5e00_0000_0000_u64 + upload_core::emulator::unique());
-    let mut reply = match result {
-        Ok(r) => r,
-        Err(f) => {
-            entry.error_code = Some(f.code.clone());
-            error_reply(&f, &request_id, method == hyper::Method::HEAD)
-        }
-    };
-    let headers = reply.headers_mut();
-    if let Ok(v) = request_id.parse() {
-        headers.insert("x-qs-request-id", v);
-    }
-    headers.insert("server", hyper::header::HeaderValue::from_static("QingStor"));
-    if let Ok(date) = shared.http_date().parse() {
-        headers.insert("date", date);
-    }
-    entry.status = reply.status().as_u16();
-    entry.access_key_id = signer;
-    let lose = matches!(fault, Some(FaultAction::LoseResponse));
-    if lose {
-        entry.status = 0;
-    }
-    shared.store().log.push(entry);
-    if lose {
-        return Err(Dropped);
-    }
-    Ok(reply)
-}
-
-fn error_reply(f: &QsFault, request_id: &str, head: bool) -> Reply {
-    let doc = ErrorBody {
-        code: f.code.clone(),
-        message: Some(f.message.clone()),
-        request_id: Some(request_id.to_owned()),
-        url: Some(ERROR_DOCS.to_owned()),
-    };
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json");
-    if let Some(s) = f.retry_after {
-        builder = builder.header("retry-after", s.to_string());
-    }
-    let body = if head { Bytes::new() } else { Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()) };
-    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 struct Ctx<'a> {
@@ -665,6 +483,18 @@ fn check_upload(store: &Store, ctx: &Ctx<'_>) -> Result<(), QsFault> {
     }
 }
 
+/// The MD5 a `Content-MD5` header value names, if one is sent; `invalid_argument` when it is
+/// not the base64 of 16 bytes.
+fn content_md5(value: Option<&str>) -> Result<Option<[u8; 16]>, QsFault> {
+    let Some(value) = value else { return Ok(None) };
+    STANDARD
+        .decode(value.trim())
+        .ok()
+        .and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok())
+        .map(Some)
+        .ok_or_else(|| QsFault::new(400, "invalid_argument", "Content-MD5 is not the base64 of 16 bytes."))
+}
+
 /// Checks and keeps the bytes of a part or object: size, `Content-MD5` (`given_md5`, the
 /// request's), and the MD5 that makes the ETag. `discarded` describes a request body that was
 /// not kept (discard mode).
@@ -676,16 +506,10 @@ fn save_part(
     given_md5: Option<String>,
 ) -> Result<StoredPart, QsFault> {
     let len = discarded.map_or(bytes.len() as u64, |d| d.len);
-    if len > MAX_PART {
+    if len > ctx.shared.config.max_part_size {
         return Err(QsFault::new(400, "entity_too_large", "The part or object is larger than 5 GB."));
     }
-    let given = match given_md5 {
-        None => None,
-        Some(g) => match STANDARD.decode(g.trim()).ok().and_then(|g| <[u8; 16]>::try_from(g.as_slice()).ok()) {
-            Some(md5) => Some(md5),
-            None => return Err(QsFault::new(400, "invalid_argument", "Content-MD5 is not the base64 of 16 bytes.")),
-        },
-    };
+    let given = content_md5(given_md5.as_deref())?;
     let md5 = if ctx.shared.config.verify_md5 {
         let md5 = match discarded {
             Some(d) => d.md5.unwrap_or_default(),
@@ -1010,6 +834,7 @@ fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Reply, QsFault> {
 
 #[cfg(test)]
 mod tests {
+    use super::request::error_reply;
     use super::*;
 
     #[test]
