@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value, json};
 use sharepoint_resumable::emulator::{Emulator, EmulatorConfig};
-use sharepoint_resumable::upload_core::emulator::{log_stats, serve_stdin};
+use sharepoint_resumable::upload_core::emulator::serve_stdin;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -62,7 +62,7 @@ async fn main() -> std::io::Result<()> {
     put("rest_max_request", json!(config.rest_max_request));
     println!("{}", Value::Object(line));
     // Serve until whoever started us closes our standard input; `stats` lines are answered.
-    serve_stdin(|| log_stats(&emulator.requests())).await;
+    serve_stdin(|| emulator.request_totals()).await;
     drop(emulator);
     Ok(())
 }

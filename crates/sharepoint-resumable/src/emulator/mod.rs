@@ -516,7 +516,8 @@ struct Store {
     /// Tokens the token endpoint issued: who they belong to (the client id) and their expiry.
     issued: HashMap<String, (String, Instant)>,
     faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
+    /// The latest requests (bounded), and totals of all.
+    log: upload_core::emulator::RequestLog<Operation>,
     /// The SharePoint REST host's sessions, digests and stubs.
     rest: rest::RestState,
     /// The drives that are document libraries (`EmulatorConfig::document_libraries`).
@@ -731,9 +732,15 @@ impl Emulator {
         self.shared.store().faults.push(fault);
     }
 
-    /// Every request so far.
+    /// The latest requests (up to the log's capacity), oldest first.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.shared.store().log.clone()
+        self.shared.store().log.entries()
+    }
+
+    /// Every request received since the start and the sum of their body lengths (the log keeps
+    /// only the latest).
+    pub fn request_totals(&self) -> (u64, u64) {
+        self.shared.store().log.totals()
     }
 
     /// Makes every token the token endpoint issued expire now (fixed tokens stay valid).
