@@ -102,7 +102,12 @@ impl Job {
     /// Refuses to start this job where `existing` (the job file already beside the checkpoint)
     /// is another upload: another source, target or endpoint. Its checkpoint is its own.
     pub(crate) fn check_same(&self, existing: &Job, checkpoint: &Path) -> Result<(), Failure> {
-        let differs = if existing.file != self.file {
+        // Job files of earlier versions named the source as given, relative to where put ran.
+        let existing_file = match existing.file.is_relative() {
+            true => std::fs::canonicalize(&existing.file).unwrap_or_else(|_| existing.file.clone()),
+            false => existing.file.clone(),
+        };
+        let differs = if existing_file != self.file {
             Some(format!("of {}", existing.file.display()))
         } else if existing.target != self.target {
             Some(format!("to {}", existing.target))

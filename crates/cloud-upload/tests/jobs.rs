@@ -44,6 +44,15 @@ fn a_job_file_others_can_write_is_refused_saying_why() {
     assert!(err.contains("refusing to use") && err.contains("can be written by every user"), "{err}");
     assert!(err.contains(job.to_str().unwrap()), "{err}");
     assert!(!dir.join("data/oss/bucket/planted.bin").exists());
+
+    // A job file of its own, beside a checkpoint others can write: refused as well.
+    std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&checkpoint, b"{}").unwrap();
+    std::fs::set_permissions(&checkpoint, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = run(&dir, &env, &["resume", checkpoint.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("can be written by every user") && err.contains(checkpoint.to_str().unwrap()), "{err}");
 }
 
 #[test]
