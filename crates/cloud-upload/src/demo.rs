@@ -5,8 +5,9 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use upload_core::CancellationToken;
 
+use crate::backend::Backend;
 use crate::emulators::{Emulators, Options, Provider};
-use crate::job::{self, Backend, Exit, Failure, Job, Outcome, Settings};
+use crate::job::{self, Exit, Failure, Job, Outcome, Settings};
 use crate::progress::Ui;
 use crate::target::Target;
 
@@ -56,15 +57,69 @@ struct Row {
     verified: Result<bool, String>,
 }
 
+/// A new directory of the demo's own under the temporary directory: a name no one can guess,
+/// created (never reused), so nothing someone else prepared there is written into or deleted.
+fn fresh_temp_dir() -> std::io::Result<PathBuf> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut last = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    for attempt in 0..16u32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u32(attempt);
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        let dir = std::env::temp_dir().join(format!("cloud-upload-demo-{:016x}", h.finish()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// The `--keep` directory: created when missing, used when empty, refused when it holds
+/// anything (the demo never deletes what it did not make).
+fn keep_dir(dir: &Path) -> Result<(), Failure> {
+    let shown = dir.display();
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(Failure::new(
+                Exit::BadInput,
+                format!("--keep {shown}: the directory is not empty; give a new or empty one"),
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::new(Exit::BadInput, format!("--keep {shown}: cannot create it: {e}"))),
+        Err(e) => Err(Failure::new(Exit::BadInput, format!("--keep {shown}: {e}"))),
+    }
+}
+
+/// Removes the demo's temporary directory however the demo ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the demo; `Ok` when every stored object equals the source.
 pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure> {
-    let io = |e: std::io::Error| Failure::new(Exit::BadInput, e.to_string());
+    let io = |e: std::io::Error| Failure::new(Exit::Other, e.to_string());
     let dir = match &keep {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("cloud-upload-demo-{}", std::process::id())),
+        Some(d) => {
+            keep_dir(d)?;
+            d.clone()
+        }
+        None => fresh_temp_dir()
+            .map_err(|e| Failure::new(Exit::Other, format!("cannot create a temporary directory: {e}")))?,
     };
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    // Declared before the emulators, so dropped after them.
+    let _cleanup = keep.is_none().then(|| RemoveOnDrop(dir.clone()));
     let ui = Ui::new();
     let source = dir.join("demo.bin");
     ui.line(&format!("cloud-upload demo: generating {} MiB in {}", size >> 20, source.display()));
@@ -74,6 +129,8 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
         data_dir: Some(dir.join("data")),
         // Box takes chunked sessions from 20 MB; a smaller demo file still goes through one.
         box_min: Some(size.clamp(1, box_chunked::CHUNKED_MIN)),
+        box_processing: (None, None),
+        log_capacity: None,
     };
     let emulators = Emulators::start(Provider::All, &options).await.map_err(io)?;
     ui.line("emulators: OSS, QingStor, Box (API, upload and session hosts, token endpoint) and Graph with SharePoint REST (Graph host, token endpoint, upload host, SharePoint host) on 127.0.0.1");
@@ -147,7 +204,8 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
 
     let mut rows = Vec::new();
     for (provider, label, backend, target) in backends {
-        let job = Job { file: source.clone(), target, settings: Settings { concurrency: 4, ..Settings::default() } };
+        let settings = Settings { concurrency: 4, ..Settings::default() };
+        let job = Job { file: source.clone(), target, settings, endpoint: Some(crate::endpoint::of(&backend)) };
         let checkpoint = dir.join(format!("{}.upload.json", label.replace(' ', "-")));
         // QingStor's upload is stopped on purpose at 40%, as a crash or a closed laptop would,
         // and resumed from its checkpoint by a new client that asks the server what it holds.
@@ -204,10 +262,7 @@ pub(crate) async fn run(size: u64, keep: Option<PathBuf>) -> Result<(), Failure>
         ));
     }
     println!("{table}");
-    if keep.is_none() {
-        drop(emulators);
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
+    if keep.is_some() {
         println!("files kept in {}", dir.display());
     }
     if all_ok { Ok(()) } else { Err(Failure::new(Exit::Vendor, "a stored object differs from the source")) }

@@ -34,6 +34,11 @@ pub(crate) struct Options {
     pub(crate) data_dir: Option<PathBuf>,
     /// Box's chunked minimum (the demo lowers it for small files).
     pub(crate) box_min: Option<u64>,
+    /// How many commits of each Box session are answered 202, and their `Retry-After` in
+    /// seconds (the emulator's defaults when `None`).
+    pub(crate) box_processing: (Option<u32>, Option<u64>),
+    /// The requests each emulator keeps in its log (the emulators' default when `None`).
+    pub(crate) log_capacity: Option<usize>,
 }
 
 fn nth(listen: SocketAddr, n: u16) -> SocketAddr {
@@ -49,10 +54,12 @@ impl Emulators {
         let want = |p: Provider| provider == p || provider == Provider::All;
         let dir = |name: &str| options.data_dir.as_ref().map(|d| d.join(name));
         let mut emulators = Self { data_dir: options.data_dir.clone(), ..Self::default() };
+        let log_capacity = options.log_capacity.unwrap_or(upload_core::emulator::LOG_CAPACITY);
         if want(Provider::Oss) {
             let config = oss_multipart::emulator::EmulatorConfig {
                 listen: nth(options.listen, 0),
                 data_dir: dir("oss"),
+                log_capacity,
                 ..Default::default()
             };
             emulators.oss = Some(oss_multipart::emulator::Emulator::start(config).await?);
@@ -61,6 +68,7 @@ impl Emulators {
             let config = qingstor_multipart::emulator::EmulatorConfig {
                 listen: nth(options.listen, 1),
                 data_dir: dir("qingstor"),
+                log_capacity,
                 ..Default::default()
             };
             emulators.qingstor = Some(qingstor_multipart::emulator::Emulator::start(config).await?);
@@ -70,10 +78,17 @@ impl Emulators {
                 api_listen: nth(options.listen, 2),
                 upload_listen: nth(options.listen, 3),
                 data_dir: dir("box"),
+                log_capacity,
                 ..Default::default()
             };
             if let Some(min) = options.box_min {
                 config.min_chunked = min;
+            }
+            if let Some(commits) = options.box_processing.0 {
+                config.processing_commits = commits;
+            }
+            if let Some(seconds) = options.box_processing.1 {
+                config.processing_retry_after = seconds;
             }
             emulators.boxes = Some(box_chunked::emulator::Emulator::start(config).await?);
         }
@@ -197,12 +212,12 @@ impl Emulators {
 
     /// Requests received by all the emulators, and the bytes of their bodies.
     pub(crate) fn stats(&self) -> (u64, u64) {
-        use upload_core::emulator::log_stats;
+        // The totals count every request; the logs keep only the latest.
         let logs = [
-            self.oss.as_ref().map(|e| log_stats(&e.requests())),
-            self.qingstor.as_ref().map(|e| log_stats(&e.requests())),
-            self.boxes.as_ref().map(|e| log_stats(&e.requests())),
-            self.graph.as_ref().map(|e| log_stats(&e.requests())),
+            self.oss.as_ref().map(|e| e.request_totals()),
+            self.qingstor.as_ref().map(|e| e.request_totals()),
+            self.boxes.as_ref().map(|e| e.request_totals()),
+            self.graph.as_ref().map(|e| e.request_totals()),
         ];
         logs.into_iter().flatten().fold((0, 0), |(r, b), (r2, b2)| (r + r2, b + b2))
     }

@@ -9,12 +9,17 @@ use upload_core::{
     CancellationToken, Completed, PartSize, Protocol, Source, Step, Upload, UploadError, UploadOptions, UploadState,
 };
 
+use crate::backend::{Backend, config_error};
+use crate::endpoint::Endpoint;
 use crate::progress::Ui;
 use crate::target::Target;
+use crate::term;
 
 /// How the command ended, as its exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
+    /// Anything else: an internal error, a local file that cannot be written.
+    Other = 1,
     /// Bad input: a wrong argument, a file the vendor refuses, a checkpoint of another file.
     BadInput = 2,
     /// The credentials were refused.
@@ -52,9 +57,14 @@ pub(crate) struct Settings {
 /// A job as stored beside its checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Job {
+    /// The source, absolute and canonical (`put` resolves it).
     pub(crate) file: PathBuf,
     pub(crate) target: Target,
     pub(crate) settings: Settings,
+    /// Where the job was started, whether the command line, the environment or a config file
+    /// said so (absent in job files of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoint: Option<Endpoint>,
 }
 
 pub(crate) fn job_path(checkpoint: &Path) -> PathBuf {
@@ -64,92 +74,58 @@ pub(crate) fn job_path(checkpoint: &Path) -> PathBuf {
 }
 
 impl Job {
+    /// Writes the job file beside `checkpoint`: atomically, owner-only, never through a planted
+    /// file or link (as the checkpoint).
     pub(crate) fn save(&self, checkpoint: &Path) -> Result<(), Failure> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Failure::new(Exit::BadInput, e.to_string()))?;
-        std::fs::write(job_path(checkpoint), text)
-            .map_err(|e| Failure::new(Exit::BadInput, format!("cannot write {}: {e}", job_path(checkpoint).display())))
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Failure::new(Exit::Other, e.to_string()))?;
+        upload_core::checkpoint::write_private(&job_path(checkpoint), &text).map_err(|e| {
+            Failure::new(Exit::Other, format!("cannot write the job file {}: {e}", job_path(checkpoint).display()))
+        })
     }
 
+    /// Reads the job file beside `checkpoint`, refusing one someone else could have written
+    /// (owned by another user, group- or world-writable, not a regular file), as ssh refuses
+    /// such keys: it says where the bytes and the credentials go.
     pub(crate) fn load(checkpoint: &Path) -> Result<Self, Failure> {
+        use upload_core::checkpoint::CheckpointError;
         let path = job_path(checkpoint);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Failure::new(
+        let bytes = upload_core::checkpoint::read_private(&path).map_err(|e| match e {
+            CheckpointError::Io { source, .. } => Failure::new(
                 Exit::BadInput,
-                format!("{}: {e} (is {} a cloud-upload checkpoint?)", path.display(), checkpoint.display()),
-            )
+                format!("{}: {source} (is {} a cloud-upload checkpoint?)", path.display(), checkpoint.display()),
+            ),
+            other => Failure::new(Exit::BadInput, other.to_string()),
         })?;
-        serde_json::from_str(&text).map_err(|e| Failure::new(Exit::BadInput, format!("{}: {e}", path.display())))
+        serde_json::from_slice(&bytes).map_err(|e| Failure::new(Exit::BadInput, format!("{}: {e}", path.display())))
     }
-}
 
-/// A vendor client for a target.
-#[derive(Clone, Debug)]
-pub(crate) enum Backend {
-    Oss(oss_multipart::Client),
-    QingStor(qingstor_multipart::Client),
-    Box(box_chunked::Client),
-    Graph(sharepoint_resumable::Client),
-    Rest(sharepoint_resumable::RestClient),
-}
-
-fn config_error(e: impl std::fmt::Display) -> Failure {
-    Failure::new(Exit::BadInput, e.to_string())
-}
-
-impl Backend {
-    /// A client from the vendor's usual environment variables and config files, with the
-    /// command line's settings on top.
-    pub(crate) fn from_env(target: &Target, s: &Settings) -> Result<Self, Failure> {
-        match target {
-            Target::Oss { .. } => {
-                let mut config = match &s.endpoint {
-                    Some(endpoint) => {
-                        let var = |n: &str| std::env::var(n).map_err(|_| config_error(format!("{n} is not set")));
-                        let mut credentials =
-                            oss_multipart::Credentials::new(var("OSS_ACCESS_KEY_ID")?, var("OSS_ACCESS_KEY_SECRET")?);
-                        if let Ok(token) = std::env::var("OSS_SESSION_TOKEN") {
-                            credentials = credentials.with_security_token(token);
-                        }
-                        oss_multipart::Config::new(endpoint, credentials).map_err(config_error)?
-                    }
-                    None => oss_multipart::Config::from_env().map_err(config_error)?,
-                };
-                if let Some(r) = &s.region {
-                    config = config.with_region(r.clone());
-                }
-                match s.signature_version.as_deref() {
-                    None | Some("v4" | "V4") => {}
-                    Some("v1" | "V1") => config = config.with_signature_version(oss_multipart::SignatureVersion::V1),
-                    Some(other) => return Err(config_error(format!("--signature-version {other:?}: v1 or v4"))),
-                }
-                oss_multipart::Client::new(config).map(Backend::Oss).map_err(config_error)
-            }
-            Target::QingStor { .. } => {
-                let mut config = qingstor_multipart::Config::load().map_err(config_error)?;
-                if let Some(endpoint) = &s.endpoint {
-                    config = config.with_endpoint(endpoint).map_err(config_error)?;
-                }
-                if let Some(zone) = &s.zone {
-                    config = config.with_zone(zone.clone());
-                }
-                qingstor_multipart::Client::new(config).map(Backend::QingStor).map_err(config_error)
-            }
-            Target::BoxFolder { .. } | Target::BoxFile { .. } => {
-                let config = box_chunked::Config::from_env().map_err(config_error)?;
-                box_chunked::Client::new(config).map(Backend::Box).map_err(config_error)
-            }
-            Target::Graph { .. } => {
-                let config = sharepoint_resumable::Config::from_env().map_err(config_error)?;
-                sharepoint_resumable::Client::new(config).map(Backend::Graph).map_err(config_error)
-            }
-            Target::SharePointRest { .. } => {
-                let config = match &s.endpoint {
-                    Some(site) => sharepoint_resumable::RestConfig::from_env_for_site(site),
-                    None => sharepoint_resumable::RestConfig::from_env(),
-                }
-                .map_err(config_error)?;
-                sharepoint_resumable::RestClient::new(config).map(Backend::Rest).map_err(config_error)
-            }
+    /// Refuses to start this job where `existing` (the job file already beside the checkpoint)
+    /// is another upload: another source, target or endpoint. Its checkpoint is its own.
+    pub(crate) fn check_same(&self, existing: &Job, checkpoint: &Path) -> Result<(), Failure> {
+        // Job files of earlier versions named the source as given, relative to where put ran.
+        let existing_file = match existing.file.is_relative() {
+            true => std::fs::canonicalize(&existing.file).unwrap_or_else(|_| existing.file.clone()),
+            false => existing.file.clone(),
+        };
+        let differs = if existing_file != self.file {
+            Some(format!("of {}", existing.file.display()))
+        } else if existing.target != self.target {
+            Some(format!("to {}", existing.target))
+        } else if existing.endpoint.is_some() && existing.endpoint != self.endpoint {
+            existing.endpoint.as_ref().map(|e| format!("at {e}"))
+        } else {
+            None
+        };
+        match differs {
+            Some(other) => Err(Failure::new(
+                Exit::BadInput,
+                format!(
+                    "{} belongs to another upload, {other}; resume or abort that one (cloud-upload resume {}), or give this one its own --checkpoint",
+                    job_path(checkpoint).display(),
+                    checkpoint.display()
+                ),
+            )),
+            None => Ok(()),
         }
     }
 }
@@ -170,6 +146,51 @@ pub(crate) struct Outcome {
     /// The vendor's name for what was stored (ETag, file id…).
     pub(crate) stored: Option<String>,
     pub(crate) checkpoint: Option<PathBuf>,
+    /// The service rewrote the file once stored (SharePoint's metadata in Office files): what it
+    /// stores is not byte for byte what was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_modified: Option<Modified>,
+}
+
+/// What was sent and what the service stores instead.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Modified {
+    pub(crate) reason: String,
+    pub(crate) sent_bytes: Option<u64>,
+    pub(crate) sent_digest: Option<String>,
+    pub(crate) stored_bytes: Option<u64>,
+    pub(crate) stored_digest: Option<String>,
+}
+
+impl From<&upload_core::ServerModified> for Modified {
+    fn from(m: &upload_core::ServerModified) -> Self {
+        Self {
+            reason: m.reason.clone(),
+            sent_bytes: m.sent.len,
+            sent_digest: m.sent.digest.clone(),
+            stored_bytes: m.stored.len,
+            stored_digest: m.stored.digest.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Modified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |len: Option<u64>, digest: &Option<String>| {
+            let len = len.map_or_else(|| "an unknown length".to_owned(), |n| format!("{n} bytes"));
+            match digest {
+                Some(d) => format!("{len}, {d}"),
+                None => len,
+            }
+        };
+        write!(
+            f,
+            "the service rewrote the file after upload ({}): sent {}, it stores {}",
+            self.reason,
+            side(self.sent_bytes, &self.sent_digest),
+            side(self.stored_bytes, &self.stored_digest)
+        )
+    }
 }
 
 /// How each vendor's errors map to exit codes: (auth failure?, the vendor's code).
@@ -247,6 +268,7 @@ fn failure<E: std::error::Error + upload_core::Classify + 'static>(
     let resumable = format!("{e}\nthe upload can be resumed: cloud-upload resume {}", checkpoint.display());
     match &e {
         UploadError::Plan(_)
+        | UploadError::Read(_)
         | UploadError::Input(_)
         | UploadError::SourceChanged(_)
         | UploadError::StateMismatch { .. }
@@ -273,7 +295,9 @@ fn failure<E: std::error::Error + upload_core::Classify + 'static>(
                 Failure::new(Exit::Vendor, format!("{e}{code}"))
             }
         }
-        UploadError::Integrity(_) | UploadError::Protocol(_) => Failure::new(Exit::Vendor, e.to_string()),
+        UploadError::Integrity(_) | UploadError::Protocol(_) | UploadError::ServerModified(_) => {
+            Failure::new(Exit::Vendor, e.to_string())
+        }
         _ => Failure::new(Exit::Interrupted, resumable),
     }
 }
@@ -356,6 +380,7 @@ pub(crate) async fn run(
         seconds: 0.0,
         stored: None,
         checkpoint: Some(checkpoint.to_owned()),
+        server_modified: None,
     };
     macro_rules! finish {
         ($upload:expr, $class:expr, $describe:expr) => {{
@@ -372,6 +397,7 @@ pub(crate) async fn run(
                     outcome.bytes_resent = done.report.bytes_resent;
                     outcome.retries = done.report.part_retries;
                     outcome.stored = $describe(&done.output);
+                    outcome.server_modified = done.server_modified.as_deref().map(Modified::from);
                     outcome.checkpoint = None;
                 }
                 Ok((None, state)) => {
@@ -456,7 +482,7 @@ fn load_state<P: Protocol>(protocol: &P, checkpoint: &Path) -> Result<UploadStat
     match found {
         Some(found) => Err(Failure::new(
             Exit::BadInput,
-            format!("{}: the saved upload state is for {}, not {target}", checkpoint.display(), found.escape_debug()),
+            format!("{}: the saved upload state is for {}, not {target}", checkpoint.display(), term::escape(&found)),
         )),
         None => Ok(state),
     }
@@ -550,4 +576,32 @@ fn box_protocol(client: &box_chunked::Client, target: &Target) -> Result<box_chu
         _ => return Err(Failure::new(Exit::BadInput, "not a Box target")),
     };
     Ok(box_chunked::uploader::BoxProtocol::new(client.clone(), destination))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_that_cannot_be_read_is_bad_input_not_resumable() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let f = failure(UploadError::<oss_multipart::Error>::Read(denied), oss_class, Path::new("cp.json"));
+        assert_eq!(f.exit, Exit::BadInput, "{}", f.message);
+        assert!(!f.message.contains("can be resumed"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_rewritten_file_says_what_was_sent_and_what_is_stored() {
+        let m = Modified {
+            reason: "the library added its metadata".into(),
+            sent_bytes: Some(10),
+            sent_digest: Some("QuickXorHash a=".into()),
+            stored_bytes: Some(12),
+            stored_digest: None,
+        };
+        assert_eq!(
+            m.to_string(),
+            "the service rewrote the file after upload (the library added its metadata): sent 10 bytes, QuickXorHash a=, it stores 12 bytes"
+        );
+    }
 }

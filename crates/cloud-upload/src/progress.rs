@@ -23,11 +23,12 @@ impl Ui {
         Self { bars }
     }
 
-    /// Prints a line without breaking the bars.
+    /// Prints a line without breaking the bars, its control characters escaped.
     pub(crate) fn line(&self, text: &str) {
+        let text = crate::term::message(text);
         match &self.bars {
             Some(m) => {
-                let _ = m.println(text);
+                let _ = m.println(text.as_ref());
             }
             None => eprintln!("{text}"),
         }
@@ -98,7 +99,8 @@ impl Ui {
                         _ => None,
                     };
                     if let Some(text) = text {
-                        eprintln!("{text}");
+                        // Errors and reasons are the server's words.
+                        eprintln!("{}", crate::term::message(&text));
                     }
                 }
             }
