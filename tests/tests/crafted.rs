@@ -197,3 +197,51 @@ async fn sharepoint_rest_refuses_a_session_of_another_file() {
         check_vendor("sharepoint-rest", Some(256 * KIB), || emu.requests().len(), make, edit).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_refuses_an_upload_url_graph_does_not_hand_out() {
+    use sharepoint_resumable::emulator::{Emulator, EmulatorConfig};
+    use sharepoint_resumable::{Drive, Item};
+    use tests::scripted::Hostile;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let elsewhere = Hostile::start().await;
+    let uploader = sharepoint_resumable::Uploader::new(sharepoint_resumable::Client::new(emu.client_config()).unwrap());
+    let data = data();
+    let make = |o| {
+        uploader
+            .clone()
+            .with_options(o)
+            .upload(Drive::Me, Item::Path("dir/mine.bin".into()), Source::bytes(data.clone()))
+            .unwrap()
+    };
+    let dir = temp_dir("crafted-graph-url");
+    let checkpoint = dir.join("state.json");
+    let stopped = make(stop_after_first_part(&checkpoint, Some(320 * KIB))).run().await;
+    assert!(matches!(stopped, Err(UploadError::Cancelled)), "{:?}", stopped.err());
+    let genuine: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    let real = genuine["session"]["upload_url"].as_str().unwrap().to_owned();
+    let tempauth = real.split("tempauth=").nth(1).unwrap().to_owned();
+    // An internal address over plain http, a foreign https host, the emulator's own upload host
+    // under another name or scheme: each is refused before a request, and no message repeats
+    // the URL's credential.
+    let port = reqwest::Url::parse(&real).unwrap().port().unwrap();
+    let urls = [
+        format!("{}/up/x?tempauth={tempauth}", elsewhere.url()),
+        format!("https://evil.example/up/x?tempauth={tempauth}"),
+        format!("https://contoso.sharepoint.com.evil.example/up/x?tempauth={tempauth}"),
+        format!("http://localhost:{port}/up/x?tempauth={tempauth}"),
+        real.replacen("http://", "https://", 1),
+        "not a url".to_owned(),
+    ];
+    for url in urls {
+        let crafted = craft(&checkpoint, |s| s["session"]["upload_url"] = json!(url));
+        let before = emu.requests().len();
+        let why = refused(make(options(&crafted, Some(320 * KIB)))).await;
+        assert!(why.contains("a session whose upload URL"), "{url}: {why}");
+        assert!(!why.contains(&tempauth), "{why}");
+        assert_eq!(emu.requests().len(), before, "{url}: no request with the crafted session");
+    }
+    assert!(elsewhere.seen().is_empty(), "a fragment went to {:?}", elsewhere.seen());
+    make(options(&checkpoint, Some(320 * KIB))).run().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

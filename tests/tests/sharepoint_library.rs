@@ -143,3 +143,52 @@ async fn a_sharepoint_rest_upload_the_library_rewrites_is_reported_once() {
     assert!(!checkpoint.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A rewrite only adds a little: a file of a rewritten type whose stored size is smaller than
+/// what was sent, or far larger, is someone else's, not this session's. Here a colleague
+/// replaces the file while the session sits half done, and the session then expires: the
+/// upload starts over and stores its own bytes, rather than calling the colleague's file done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_by_someone_else_is_not_taken_for_this_sessions_rewrite() {
+    use sharepoint_resumable::upload_core::CancellationToken;
+    let emu = library().await;
+    let dir = temp_dir("library-graph-replaced");
+    let checkpoint = dir.join("state.json");
+    let data = Bytes::from(pattern(3 * FRAGMENT as usize, 24));
+    let (_, opts) = options(FRAGMENT, &checkpoint);
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    let stopping = UploadOptions {
+        concurrency: 1,
+        cancel,
+        observer: Some(Arc::new(move |e: &Event| {
+            if matches!(e, Event::PartDone { .. }) {
+                stopper.cancel();
+            }
+        })),
+        ..opts.clone()
+    };
+    let client = Client::new(emu.client_config()).unwrap();
+    let first = Uploader::new(client.clone()).with_options(stopping).with_conflict_behavior("replace");
+    let mut upload = first.upload(Drive::Me, Item::Path("deck.pptx".into()), Source::bytes(data.clone())).unwrap();
+    assert!(matches!(upload.run().await, Err(UploadError::Cancelled)));
+
+    // The half-done session expires, and a colleague stores their own, small deck.pptx.
+    emu.expire_sessions();
+    let theirs = Bytes::from(pattern(1000, 25));
+    let colleague = Uploader::new(client.clone()).with_conflict_behavior("replace");
+    colleague
+        .upload(Drive::Me, Item::Path("deck.pptx".into()), Source::bytes(theirs.clone()))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+
+    let resumed = Uploader::new(client).with_options(opts).with_conflict_behavior("replace");
+    let mut upload = resumed.upload(Drive::Me, Item::Path("deck.pptx".into()), Source::bytes(data.clone())).unwrap();
+    let done = upload.run().await.unwrap();
+    let stored = emu.item_content("drive-1", "deck.pptx").unwrap();
+    assert!(stored.starts_with(&data), "the colleague's file was taken for this upload's");
+    assert_eq!(done.server_modified.map(|m| m.sent.len), Some(Some(data.len() as u64)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -161,6 +161,7 @@ fn destination(
                 env(&[
                     ("GRAPH_ACCESS_TOKEN", text(e, "access_token")),
                     ("GRAPH_URL", text(e, "graph_url")),
+                    ("GRAPH_TRUSTED_URLS", text(e, "upload_url")),
                     ("AZURE_AUTHORITY_HOST", text(e, "login_url")),
                 ]),
                 vec![format!("graph://me/chaos/{name}")],

@@ -165,6 +165,7 @@ pub(crate) async fn read_document(response: reqwest::Response, operation: &'stat
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
+        config.check_urls()?;
         // No redirects: one would carry the credentials (and a part's body) elsewhere.
         let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         let tokens = Tokens::new(config.auth.clone(), config.oauth_url.clone());
@@ -338,7 +339,9 @@ impl Client {
         Self::json("List parts", response).await
     }
 
-    /// List parts, every page, sorted by offset.
+    /// List parts, every page, sorted by offset. A server that lists more parts than the
+    /// session has (`total_parts`) gets [`Error::MalformedResponse`] rather than being asked for
+    /// ever.
     pub async fn list_all_parts(&self, session: &UploadSession) -> Result<Vec<UploadPart>, Error> {
         const PAGE: u32 = 1000;
         let mut parts: Vec<UploadPart> = Vec::new();
@@ -346,6 +349,12 @@ impl Client {
             let page = self.list_parts(session, parts.len() as u64, PAGE).await?;
             let n = page.entries.len();
             parts.extend(page.entries);
+            if parts.len() > session.total_parts as usize {
+                return Err(Error::MalformedResponse {
+                    operation: "List parts",
+                    detail: format!("more parts than the session's {}", session.total_parts),
+                });
+            }
             // `offset` counts entries; a short page, or the total reached, ends the list.
             let reached = page.total_count.is_some_and(|t| parts.len() as u64 >= t);
             if n < PAGE as usize || reached {

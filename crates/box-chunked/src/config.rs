@@ -64,10 +64,7 @@ impl Config {
     /// (`…/api/2.0`) and the token endpoint.
     pub fn with_urls(mut self, api_url: &str, upload_url: &str, oauth_url: &str) -> Result<Self, InvalidInput> {
         for (what, u) in [("api_url", api_url), ("upload_url", upload_url), ("oauth_url", oauth_url)] {
-            let parsed = url::Url::parse(u).map_err(|e| InvalidInput::Config(format!("{what} {u:?}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(InvalidInput::Config(format!("{what} {u:?} must be an http(s) URL")));
-            }
+            upload_core::http::check_base_url(what, u).map_err(InvalidInput::Config)?;
         }
         self.api_url = api_url.trim_end_matches('/').to_owned();
         self.upload_url = upload_url.trim_end_matches('/').to_owned();
@@ -129,6 +126,15 @@ impl Config {
             config.trusted_urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
         }
         Ok(config)
+    }
+
+    /// Every configured address is an http(s) URL with a host and no user name or password.
+    pub(crate) fn check_urls(&self) -> Result<(), InvalidInput> {
+        let configured = [("api_url", &self.api_url), ("upload_url", &self.upload_url), ("oauth_url", &self.oauth_url)];
+        for (what, u) in configured.into_iter().chain(self.trusted_urls.iter().map(|u| ("trusted_urls", u))) {
+            upload_core::http::check_base_url(what, u).map_err(InvalidInput::Config)?;
+        }
+        Ok(())
     }
 
     /// Whether the bearer token may go to `url`: Box's own hosts over https, or the host and

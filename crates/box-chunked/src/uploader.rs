@@ -162,10 +162,18 @@ impl Protocol for BoxProtocol {
             };
             return Err(format!("a session of {}", other.target().escape_debug()));
         }
-        if plan.total_len != Some(session.file_size) || plan.part_size != session.session.part_size {
+        if plan.total_len != Some(session.file_size)
+            || plan.part_size != session.session.part_size
+            || plan.part_count() != Some(session.session.total_parts)
+        {
             return Err(format!(
-                "a session of {} bytes in parts of {}, planned as {:?} bytes in parts of {}",
-                session.file_size, session.session.part_size, plan.total_len, plan.part_size
+                "a session of {} bytes in {} parts of {}, planned as {:?} bytes in {:?} parts of {}",
+                session.file_size,
+                session.session.total_parts,
+                session.session.part_size,
+                plan.total_len,
+                plan.part_count(),
+                plan.part_size
             ));
         }
         Ok(())
@@ -492,38 +500,8 @@ impl Uploader {
         // Retried only when the failure cannot have stored the file (a refused connection, 429,
         // a 503 before the body): a file stored behind a lost answer would make the retry a
         // name conflict or a second version.
-        let policy = &self.options.retry;
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        let file = loop {
-            attempts += 1;
-            match attempt().await {
-                Ok(file) => break file,
-                Err(e) => {
-                    use upload_core::Classify as _;
-                    let again = e.is_retryable()
-                        && !e.may_have_taken_effect()
-                        && attempts < policy.max_attempts
-                        && started.elapsed() < policy.max_elapsed;
-                    if !again {
-                        let reason = if e.is_retryable() {
-                            upload_core::retry::GiveUp::Attempts
-                        } else {
-                            upload_core::retry::GiveUp::NotRetryable
-                        };
-                        let source =
-                            upload_core::retry::Retried { error: e, attempts, elapsed: started.elapsed(), reason };
-                        return Err(UploadError::Vendor {
-                            operation: upload_core::Operation::SingleRequest,
-                            part: None,
-                            source,
-                        });
-                    }
-                    let backoff = policy.initial_backoff.saturating_mul(1 << attempts.min(10)).min(policy.max_backoff);
-                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
-                }
-            }
-        };
+        let file =
+            upload_core::single::send_whole(&self.options, upload_core::single::Repeat::OnlyIfNotSent, attempt).await?;
         if let (Some(ours), Some(theirs)) = (sha1, file.sha1.as_deref())
             && !theirs.eq_ignore_ascii_case(&upload_core::hash::hex(&ours))
         {

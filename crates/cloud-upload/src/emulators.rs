@@ -156,6 +156,7 @@ impl Emulators {
             lines.push(json!({
                 "provider": "graph",
                 "graph_url": e.graph_url(),
+                "upload_url": e.upload_url(),
                 "login_url": e.login_url(),
                 "access_token": e.token(),
                 "tenant": "emulator-tenant",

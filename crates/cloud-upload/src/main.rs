@@ -332,6 +332,9 @@ async fn uploads(bucket: &str, abort: bool, endpoint: Option<String>, zone: Opti
     let (scheme, bucket, prefix) = target::parse_bucket(bucket).map_err(|e| Failure::new(Exit::BadInput, e))?;
     let settings = Settings { endpoint, zone, ..Settings::default() };
     let vendor_error = |e: &dyn std::fmt::Display| Failure::new(Exit::Vendor, e.to_string());
+    // A listing whose markers do not move forward would be asked for ever.
+    let mut markers = upload_core::paging::UploadMarkers::new();
+    let listing_error = |e: &str| Failure::new(Exit::Vendor, format!("the server's listing breaks its protocol: {e}"));
     let mut count = 0;
     if scheme == "oss" {
         let probe = target::Target::Oss { bucket: bucket.clone(), key: "x".into() };
@@ -356,6 +359,8 @@ async fn uploads(bucket: &str, abort: bool, endpoint: Option<String>, zone: Opti
             if !result.is_truncated || cancel.is_cancelled() {
                 break;
             }
+            let (key, id) = (result.next_key_marker.as_deref(), result.next_upload_id_marker.as_deref());
+            markers.next_page(result.uploads.len(), key, id).map_err(|e| listing_error(&e))?;
             page.key_marker = result.next_key_marker.clone();
             page.upload_id_marker = result.next_upload_id_marker.clone();
         }
@@ -389,6 +394,8 @@ async fn uploads(bucket: &str, abort: bool, endpoint: Option<String>, zone: Opti
             if page.has_more != Some(true) || cancel.is_cancelled() {
                 break;
             }
+            let (key, id) = (page.next_key_marker.as_deref(), page.next_upload_id_marker.as_deref());
+            markers.next_page(page.uploads.len(), key, id).map_err(|e| listing_error(&e))?;
             (key_marker, id_marker) = (page.next_key_marker, page.next_upload_id_marker);
         }
     }

@@ -59,6 +59,17 @@ impl Ui {
                 t.retries.load(Ordering::Relaxed),
                 if t.resumed_bytes.load(Ordering::Relaxed) > 0 { ", resumed" } else { "" }
             );
+            if let Event::SessionMayExpire { remaining, estimated } = event {
+                let text = format!(
+                    "{label}: warning: the upload session ends in {}, and the rest is expected to take {}; if it ends first, the upload starts a new session from the first byte (a faster link, or more parallel parts where the vendor allows them, avoids it)",
+                    span(*remaining),
+                    span(*estimated)
+                );
+                match &bar {
+                    Some(bar) => bar.println(&text),
+                    None => eprintln!("{text}"),
+                }
+            }
             match &bar {
                 Some(bar) => {
                     if let Event::SessionCreated { total_len: Some(len), .. } = event {
@@ -109,6 +120,16 @@ impl Ui {
     }
 }
 
+/// A duration as hours, minutes and seconds (`2 h 05 min`, `7 min 30 s`, `12 s`).
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, min, sec) => format!("{min} min {sec:02} s"),
+        (h, min, _) => format!("{h} h {min:02} min"),
+    }
+}
+
 /// Counts of one upload, shared with its observer.
 #[derive(Clone, Default)]
 pub(crate) struct Tracker {
@@ -150,5 +171,17 @@ impl Tracker {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_hours_minutes_and_seconds() {
+        assert_eq!(span(Duration::from_secs(12)), "12 s");
+        assert_eq!(span(Duration::from_secs(450)), "7 min 30 s");
+        assert_eq!(span(Duration::from_secs(7500)), "2 h 05 min");
     }
 }

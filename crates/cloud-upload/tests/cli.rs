@@ -134,6 +134,7 @@ fn uploads_to_every_vendor_with_exit_codes_a_script_can_rely_on() {
     let graph_env = [
         ("GRAPH_ACCESS_TOKEN", s(&graph["access_token"])),
         ("GRAPH_URL", s(&graph["graph_url"])),
+        ("GRAPH_TRUSTED_URLS", s(&graph["upload_url"])),
         ("AZURE_AUTHORITY_HOST", s(&graph["login_url"])),
     ];
     let out = put(&dir, &graph_env, &[&file, "graph://me/docs/up.bin", "--part-size", "5MiB", "--json"]);

@@ -63,3 +63,44 @@ fn emulator_stats_count_every_request_beyond_the_kept_log() {
     assert!(requests >= 6, "{requests}");
     assert!(bytes >= 1 << 20, "{bytes}");
 }
+
+/// A server whose listing of unfinished uploads sends the next markers back and forth (`b`,
+/// then `a`, then `b`…): `uploads` says the listing is broken instead of asking for ever.
+#[test]
+fn uploads_stops_at_a_listing_whose_markers_go_back() {
+    use std::io::{Read as _, Write as _};
+    let dir = temp_dir("uploads-alternating");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1000) {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let next = if String::from_utf8_lossy(&head).contains("key-marker=b") { "a" } else { "b" };
+            let body = format!(
+                "<?xml version=\"1.0\"?><ListMultipartUploadsResult><Bucket>bucket</Bucket><IsTruncated>true</IsTruncated>\
+                 <NextKeyMarker>{next}</NextKeyMarker><NextUploadIdMarker>1</NextUploadIdMarker><Upload><Key>{next}</Key>\
+                 <UploadId>1</UploadId><Initiated>2026-01-01T00:00:00.000Z</Initiated></Upload></ListMultipartUploadsResult>"
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let env = [
+        ("OSS_ACCESS_KEY_ID", "ak".to_owned()),
+        ("OSS_ACCESS_KEY_SECRET", "sk".to_owned()),
+        ("OSS_ENDPOINT", endpoint),
+        ("OSS_REGION", "cn-hangzhou".to_owned()),
+    ];
+    let out = run(&dir, &env, &["uploads", "oss://bucket"]);
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("do not move past"), "{text}");
+}

@@ -19,6 +19,7 @@ async fn a_file_the_library_rewrote_is_reported_with_sent_and_stored() {
     let env = [
         ("GRAPH_ACCESS_TOKEN", emu.token()),
         ("GRAPH_URL", emu.graph_url()),
+        ("GRAPH_TRUSTED_URLS", emu.upload_url()),
         ("AZURE_AUTHORITY_HOST", emu.login_url()),
     ];
 

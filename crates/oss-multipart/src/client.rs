@@ -47,7 +47,7 @@ pub fn validate_key(key: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
-fn check_part_number(n: u32) -> Result<(), InvalidInput> {
+pub(crate) fn check_part_number(n: u32) -> Result<(), InvalidInput> {
     if (1..=MAX_PART_NUMBER).contains(&n) { Ok(()) } else { Err(InvalidInput::PartNumber(n)) }
 }
 
@@ -201,13 +201,21 @@ fn is_clock_skew(error: &Error) -> bool {
     matches!(error, Error::Service(e) if e.status == 403 && e.code == ErrorCode::RequestTimeTooSkewed)
 }
 
-fn unix(t: SystemTime) -> i64 {
+pub(crate) fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
+        let bare = config.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&config.host);
+        if !upload_core::http::is_host_name(bare) || !matches!(config.scheme.as_str(), "http" | "https") {
+            return Err(InvalidInput::Config(format!(
+                "endpoint {}://{} must be http(s) and a host name (DNS labels of letters, digits and hyphens) or an IP address",
+                config.scheme, config.host
+            ))
+            .into());
+        }
         if config.signature_version == SignatureVersion::V4 && config.region.as_deref().is_none_or(str::is_empty) {
             return Err(InvalidInput::Config(format!(
                 "V4 signing needs a region ID such as cn-hangzhou, and none could be taken from the endpoint {}",
@@ -223,6 +231,11 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The HTTP client (no redirects), for the presigned requests.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     /// How far OSS's clock is from the local one (positive: OSS is ahead), as this client (and
@@ -242,11 +255,16 @@ impl Client {
     }
 
     /// The time to sign with: the local clock corrected by the learned offset.
-    fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         self.inner.clock_offset.now()
     }
 
-    fn url(&self, bucket: Option<&str>, key: Option<&str>, query: &[(String, String)]) -> Result<reqwest::Url, Error> {
+    pub(crate) fn url(
+        &self,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(String, String)],
+    ) -> Result<reqwest::Url, Error> {
         let c = &self.inner.config;
         let mut path = String::from("/");
         if let (Addressing::Path, Some(b)) = (c.addressing, bucket) {
@@ -486,6 +504,12 @@ impl Client {
             let result = self.list_parts(bucket, key, upload_id, &page).await?;
             let last = result.parts.last().map(|p| p.part_number);
             parts.extend(result.parts);
+            if parts.len() > MAX_PART_NUMBER as usize {
+                return Err(Error::MalformedResponse {
+                    operation: "ListParts",
+                    detail: "more parts than an upload can have (10000)".into(),
+                });
+            }
             if !result.is_truncated {
                 return Ok(parts);
             }
@@ -528,6 +552,32 @@ impl Client {
         Ok(decode_list_uploads(result))
     }
 
+    /// ListMultipartUploads, every page: the unfinished uploads of a bucket (with `prefix`). A
+    /// server whose next markers do not move forward, or that lists more than
+    /// [`MAX_LISTED_UPLOADS`](upload_core::paging::MAX_LISTED_UPLOADS), gets
+    /// [`Error::MalformedResponse`].
+    pub async fn list_all_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<MultipartUpload>, Error> {
+        let mut page = ListUploadsPage { prefix: prefix.map(str::to_owned), ..ListUploadsPage::default() };
+        let mut markers = upload_core::paging::UploadMarkers::new();
+        let mut uploads = Vec::new();
+        loop {
+            let result = self.list_multipart_uploads(bucket, &page).await?;
+            let listed = result.uploads.len();
+            uploads.extend(result.uploads);
+            if !result.is_truncated {
+                return Ok(uploads);
+            }
+            markers
+                .next_page(listed, result.next_key_marker.as_deref(), result.next_upload_id_marker.as_deref())
+                .map_err(|detail| Error::MalformedResponse { operation: "ListMultipartUploads", detail })?;
+            (page.key_marker, page.upload_id_marker) = (result.next_key_marker, result.next_upload_id_marker);
+        }
+    }
+
     /// PutObject: the whole object in one request, for sources below one part.
     pub async fn put_object(
         &self,
@@ -563,96 +613,6 @@ impl Client {
             last_modified: header_str(h, "last-modified").map(str::to_owned),
         })
     }
-
-    /// A presigned request that anyone holding the URL may send until it expires, without the
-    /// secret: V1 (`Expires`) or V4 (`x-oss-expires`, at most 7 days) as configured. `headers`
-    /// (such as `Content-MD5` or `Content-Type`) are signed and must be sent as given. The
-    /// signing time is the local clock plus [`Client::clock_offset`]: a client whose clock is
-    /// skewed presigns valid URLs once it has learned the offset from one refused call.
-    pub fn presign(
-        &self,
-        method: &str,
-        bucket: &str,
-        key: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        expires_in: Duration,
-    ) -> Result<PresignedRequest, Error> {
-        self.presign_at(method, bucket, key, query, headers, expires_in, self.now())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn presign_at(
-        &self,
-        method: &str,
-        bucket: &str,
-        key: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        expires_in: Duration,
-        now: SystemTime,
-    ) -> Result<PresignedRequest, Error> {
-        validate_bucket(bucket)?;
-        validate_key(key)?;
-        let c = &self.inner.config;
-        let mut req = SignableRequest::new(method, Some(bucket), Some(key));
-        req.query = query.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-        req.headers = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-        let added = match c.signature_version {
-            SignatureVersion::V1 => v1::presign(&c.credentials, &req, unix(now) + expires_in.as_secs() as i64),
-            SignatureVersion::V4 => {
-                if expires_in.as_secs() > v4::MAX_EXPIRES_SECS {
-                    return Err(InvalidInput::Config("V4 presigned URLs last at most 7 days (604800 s)".into()).into());
-                }
-                let region = c.region.as_deref().unwrap_or_default();
-                v4::presign(&c.credentials, &req, region, &v4::format_datetime(unix(now)), expires_in.as_secs(), &[])?
-            }
-        };
-        let mut all = req.query.clone();
-        all.extend(added);
-        let url = self.url(Some(bucket), Some(key), &all)?;
-        Ok(PresignedRequest {
-            method: req.method,
-            url: upload_core::Secret::new(url.to_string()),
-            headers: req.headers,
-            expires_in,
-        })
-    }
-
-    /// A presigned UploadPart for a browser or another process: it sends the part's bytes to the
-    /// URL with the returned headers; the holder of the secret then completes the upload.
-    pub fn presign_upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        content_md5: Option<&str>,
-        expires_in: Duration,
-    ) -> Result<PresignedRequest, Error> {
-        check_part_number(part_number)?;
-        let number = part_number.to_string();
-        let query = [("partNumber", number.as_str()), ("uploadId", upload_id)];
-        let headers: Vec<(&str, &str)> = content_md5.map(|m| ("Content-MD5", m)).into_iter().collect();
-        self.presign("PUT", bucket, key, &query, &headers, expires_in)
-    }
-
-    /// Sends a presigned request (as a browser would) with `body`: a test aid and an example.
-    pub async fn send_presigned(&self, presigned: &PresignedRequest, body: Bytes) -> Result<HeaderMap, Error> {
-        let method = Method::from_bytes(presigned.method.as_bytes())
-            .map_err(|e| InvalidInput::Config(format!("method {}: {e}", presigned.method)))?;
-        let url = reqwest::Url::parse(presigned.url.expose())
-            .map_err(|e| InvalidInput::Config(format!("presigned URL: {e}")))?;
-        let mut request = self.inner.http.request(method.clone(), url);
-        for (n, v) in &presigned.headers {
-            request = request.header(n.as_str(), v.as_str());
-        }
-        let response = request.body(body).send().await.map_err(Error::transport)?;
-        if response.status().is_success() {
-            return Ok(response.headers().clone());
-        }
-        Err(service_error(response, method == Method::HEAD, "presigned request").await)
-    }
 }
 
 fn object_headers<'a>(mut call: Call<'a>, options: &ObjectOptions) -> Call<'a> {
@@ -672,7 +632,7 @@ fn object_headers<'a>(mut call: Call<'a>, options: &ObjectOptions) -> Call<'a> {
 }
 
 /// Reads OSS's error document (from the body, or from `x-oss-err` for HEAD).
-async fn service_error(response: reqwest::Response, head: bool, operation: &'static str) -> Error {
+pub(crate) async fn service_error(response: reqwest::Response, head: bool, operation: &'static str) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = if head {
@@ -772,37 +732,6 @@ mod tests {
         assert_eq!(
             path.url(Some("bkt"), Some("dir//x"), &[]).unwrap().as_str(),
             "https://oss-cn-hangzhou.aliyuncs.com/bkt/dir//x"
-        );
-    }
-
-    #[test]
-    fn presigned_urls_carry_the_signature_and_hide_it_from_debug() {
-        let config = Config::new("oss-cn-hangzhou.aliyuncs.com", Credentials::new("ak", "sk")).unwrap();
-        let client = Client::new(config.clone()).unwrap();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1702781677);
-        let p = client
-            .presign_at(
-                "PUT",
-                "bkt",
-                "k",
-                &[("partNumber", "1"), ("uploadId", "U")],
-                &[],
-                Duration::from_secs(600),
-                now,
-            )
-            .unwrap();
-        assert!(p.url.expose().contains("x-oss-signature="), "{}", p.url.expose());
-        assert!(p.url.expose().contains("x-oss-credential=ak%2F20231217%2Fcn-hangzhou%2Foss%2Faliyun_v4_request"));
-        assert!(!format!("{p:?}").contains("x-oss-signature"));
-        let v1 = Client::new(config.with_signature_version(SignatureVersion::V1)).unwrap();
-        let p = v1.presign_at("GET", "bkt", "k", &[], &[], Duration::from_secs(60), now).unwrap();
-        assert!(p.url.expose().contains(&format!("Expires={}", 1702781677 + 60)));
-        assert!(
-            client
-                .presign("GET", "bkt", "k", &[], &[], Duration::from_secs(604_801))
-                .unwrap_err()
-                .to_string()
-                .contains("7 days")
         );
     }
 

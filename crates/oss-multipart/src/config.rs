@@ -70,8 +70,7 @@ impl Config {
     /// virtual host otherwise; the region is taken from an OSS endpoint name when it has one.
     pub fn new(endpoint: &str, credentials: Credentials) -> Result<Self, InvalidInput> {
         let with_scheme = if endpoint.contains("://") { endpoint.to_owned() } else { format!("https://{endpoint}") };
-        let url = url::Url::parse(&with_scheme)
-            .map_err(|e| InvalidInput::Config(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+        let url = upload_core::http::check_base_url("endpoint", &with_scheme).map_err(InvalidInput::Config)?;
         if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() {
             return Err(InvalidInput::Config(format!(
                 "endpoint {endpoint:?} must be http(s)://host[:port] with no path or query"

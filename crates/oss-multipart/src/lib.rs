@@ -71,6 +71,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generated;
+mod presign;
 pub mod signing;
 pub mod types;
 pub mod uploader;

@@ -321,17 +321,11 @@ impl Uploader {
     async fn put_small(&self, bucket: &str, key: &str, body: Bytes) -> Result<FileUploaded, UploadError<Error>> {
         let digests = Digests::compute(Hashes::MD5 | Hashes::CRC64, &body);
         let md5 = digests.md5_base64();
-        let out = upload_core::retry::retry(
-            &self.options.retry,
-            || self.client.put_object(bucket, key, body.clone(), md5.as_deref(), &self.object),
-            |_, _, _| {},
-        )
-        .await
-        .map_err(|source| UploadError::Vendor {
-            operation: upload_core::Operation::SingleRequest,
-            part: None,
-            source,
-        })?;
+        // PutObject replaces the whole object, so a retry after a lost answer is harmless.
+        let out = upload_core::single::send_whole(&self.options, upload_core::single::Repeat::Idempotent, || {
+            self.client.put_object(bucket, key, body.clone(), md5.as_deref(), &self.object)
+        })
+        .await?;
         if let (Some(ours), Some(theirs)) = (digests.crc64, out.crc64)
             && ours != theirs
         {

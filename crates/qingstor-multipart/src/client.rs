@@ -378,9 +378,13 @@ impl Client {
     }
 
     /// List Multipart, every page. QingStor's paging gives no next marker: pages continue after
-    /// the last part number seen until a page comes back short.
+    /// the last part number seen until a page comes back short. A server whose full pages do
+    /// not move forward (a last part number not above the marker), or that lists more parts
+    /// than an upload can have, gets [`Error::MalformedResponse`] rather than being asked
+    /// for ever.
     pub async fn list_all_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<ObjectPart>, Error> {
         const PAGE: u32 = 1000;
+        let malformed = |detail: &str| Error::MalformedResponse { operation: "List Multipart", detail: detail.into() };
         let mut parts: Vec<ObjectPart> = Vec::new();
         let mut marker: Option<u32> = None;
         loop {
@@ -388,8 +392,16 @@ impl Client {
             let n = page.object_parts.len();
             let last = page.object_parts.last().map(|p| p.part_number);
             parts.extend(page.object_parts);
+            if parts.len() > MAX_PART_NUMBER as usize + 1 {
+                return Err(malformed("more parts than part numbers 0 to 10000 allow"));
+            }
             match last {
-                Some(l) if n as u32 >= PAGE && Some(l) != marker => marker = Some(l),
+                Some(l) if n as u32 >= PAGE => {
+                    if marker.is_some_and(|m| l <= m) {
+                        return Err(malformed("a full page whose last part number does not move past the marker"));
+                    }
+                    marker = Some(l);
+                }
                 _ => return Ok(parts),
             }
         }
@@ -443,6 +455,34 @@ impl Client {
         }
         let response = self.send(call, &[200]).await?;
         Self::json("List Multipart Uploads", response).await
+    }
+
+    /// List Multipart Uploads, every page: the unfinished uploads of a bucket (with `prefix`).
+    /// A server whose next markers do not move forward, or that lists more than
+    /// [`MAX_LISTED_UPLOADS`](upload_core::paging::MAX_LISTED_UPLOADS), gets
+    /// [`Error::MalformedResponse`].
+    pub async fn list_all_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<UploadSummary>, Error> {
+        let mut markers = upload_core::paging::UploadMarkers::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        let mut uploads = Vec::new();
+        loop {
+            let page = self
+                .list_multipart_uploads(bucket, prefix, key_marker.as_deref(), id_marker.as_deref(), Some(1000))
+                .await?;
+            let listed = page.uploads.len();
+            uploads.extend(page.uploads);
+            if page.has_more != Some(true) {
+                return Ok(uploads);
+            }
+            markers
+                .next_page(listed, page.next_key_marker.as_deref(), page.next_upload_id_marker.as_deref())
+                .map_err(|detail| Error::MalformedResponse { operation: "List Multipart Uploads", detail })?;
+            (key_marker, id_marker) = (page.next_key_marker, page.next_upload_id_marker);
+        }
     }
 
     /// Put Object: the whole object in one request (up to 5 GB).

@@ -74,6 +74,7 @@ impl Config {
     /// A configuration for an endpoint URL such as `http://127.0.0.1:9000` (an emulator):
     /// protocol, host and port from the URL, path style.
     pub fn with_endpoint(mut self, endpoint: &str) -> Result<Self, InvalidInput> {
+        upload_core::http::check_base_url("endpoint", endpoint).map_err(InvalidInput::Config)?;
         let (protocol, rest) = endpoint
             .split_once("://")
             .ok_or_else(|| InvalidInput::Config(format!("endpoint {endpoint:?} has no protocol")))?;
@@ -84,7 +85,7 @@ impl Config {
             }
             _ => (rest, None),
         };
-        if !matches!(protocol, "http" | "https") || host.is_empty() || host.contains('/') {
+        if !matches!(protocol, "http" | "https") || !upload_core::http::is_host_name(host) {
             return Err(InvalidInput::Config(format!("endpoint {endpoint:?} must be http(s)://host[:port]")));
         }
         self.protocol = protocol.into();
@@ -172,8 +173,21 @@ impl Config {
         Ok(())
     }
 
-    /// `host[:port]` of a request for `bucket`.
+    /// `host[:port]` of a request for `bucket`. The host must be a host name or IP address and
+    /// the zone one DNS label: a zone of `evil.example/` would otherwise send the request, signed,
+    /// to `evil.example`.
     pub(crate) fn authority(&self, bucket: Option<&str>) -> Result<String, InvalidInput> {
+        if !upload_core::http::is_host_name(&self.host) {
+            return Err(InvalidInput::Config(format!(
+                "host {:?} is not a host name (DNS labels of letters, digits and hyphens) or an IP address",
+                self.host
+            )));
+        }
+        if let Some(zone) = self.zone.as_deref().filter(|z| !upload_core::http::is_dns_label(z)) {
+            return Err(InvalidInput::Config(format!(
+                "zone {zone:?} is not a zone name (one DNS label: letters, digits and hyphens, such as pek3a)"
+            )));
+        }
         let is_ip = self.host.parse::<std::net::IpAddr>().is_ok() || self.host == "localhost";
         let mut host = match (&self.zone, is_ip) {
             (Some(zone), false) => format!("{zone}.{}", self.host),
@@ -244,5 +258,20 @@ mod tests {
         let c = Config::new(Credentials::new("a", "b"));
         assert!(c.authority(Some("bkt")).unwrap_err().to_string().contains("need a zone"));
         assert_eq!(c.authority(None).unwrap(), "qingstor.com");
+        // A zone or host that would move the request elsewhere is refused, and so is userinfo.
+        for zone in ["evil.example/", "pek3a.evil.example", "a@b", "pek3a#", ""] {
+            let err = Config::new(Credentials::new("a", "b")).with_zone(zone).authority(Some("bkt")).unwrap_err();
+            assert!(err.to_string().contains("not a zone name"), "{zone:?}: {err}");
+        }
+        let bad_host = Config { host: "evil.example/x?".into(), ..Config::new(Credentials::new("a", "b")) };
+        assert!(bad_host.authority(None).unwrap_err().to_string().contains("not a host name"));
+        for endpoint in ["https://user:pw@qingstor.com", "http://attacker@127.0.0.1:9000", "http://a/b@c"] {
+            let err = Config::new(Credentials::new("a", "b")).with_endpoint(endpoint).unwrap_err().to_string();
+            assert!(
+                err.contains("user name or password") || err.contains("http(s)://host[:port]"),
+                "{endpoint}: {err}"
+            );
+            assert!(!err.contains("pw@"), "{err}");
+        }
     }
 }

@@ -321,17 +321,10 @@ impl Uploader {
         let digests = Digests::compute(Hashes::MD5, &body);
         let md5 = digests.md5_base64();
         // Put Object replaces the whole object, so a retry after a lost answer is harmless.
-        let out = upload_core::retry::retry(
-            &self.options.retry,
-            || self.client.put_object(bucket, key, body.clone(), md5.as_deref(), self.content_type.as_deref()),
-            |_, _, _| {},
-        )
-        .await
-        .map_err(|source| UploadError::Vendor {
-            operation: upload_core::Operation::SingleRequest,
-            part: None,
-            source,
-        })?;
+        let out = upload_core::single::send_whole(&self.options, upload_core::single::Repeat::Idempotent, || {
+            self.client.put_object(bucket, key, body.clone(), md5.as_deref(), self.content_type.as_deref())
+        })
+        .await?;
         let ours = digests.md5_hex();
         if let (Some(ours), Some(theirs)) = (&ours, out.etag.as_deref().and_then(md5_of_etag).map(|m| hex(&m)))
             && *ours != theirs

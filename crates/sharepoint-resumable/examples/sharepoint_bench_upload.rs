@@ -69,7 +69,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{line}");
         return Ok(());
     }
-    let config = Config::with_token(text("token")).with_urls(&text("graph_url"), &text("login_url"))?;
+    let mut config = Config::with_token(text("token")).with_urls(&text("graph_url"), &text("login_url"))?;
+    config.trusted_urls.push(text("upload_url"));
     // Graph takes one fragment at a time: concurrency 1 whatever the command line says.
     let options = UploadOptions { part_size: PartSize::Exact(part_size), concurrency: 1, ..UploadOptions::default() };
     let uploader = Uploader::new(Client::new(config)?).with_options(options).with_conflict_behavior("replace");

@@ -46,6 +46,7 @@ async fn main() -> std::io::Result<()> {
     put("client_id", json!(client_id));
     put("client_secret", json!(client_secret));
     put("upload_addr", json!(emulator.upload_addr().to_string()));
+    put("upload_url", json!(emulator.upload_url()));
     put("drive", json!(config.drives.first().cloned().unwrap_or_default()));
     put("me_drive", json!(config.me_drive));
     put("site", json!(config.sites.first().map(|(site, _)| site.clone()).unwrap_or_default()));

@@ -221,6 +221,7 @@ pub(crate) async fn read_document(response: reqwest::Response, operation: &'stat
 impl Client {
     /// A client for a configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
+        config.check_urls()?;
         // No redirects: one would carry the credentials (and a part's body) elsewhere.
         let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         let tokens = Tokens::new(config.auth.clone(), config.login_url.clone());
@@ -281,6 +282,20 @@ impl Client {
         }
     }
 
+    /// The upload URL, parsed, when [`Config::trusts_upload_url`] allows it; the error names
+    /// the rule and the host, never the URL (it is a credential).
+    pub fn trusted_upload_url(&self, url: &Secret) -> Result<reqwest::Url, InvalidInput> {
+        let parsed = reqwest::Url::parse(url.expose())
+            .map_err(|_| InvalidInput::Config("the upload URL is not a URL".into()))?;
+        if !self.config().trusts_upload_url(&parsed) {
+            return Err(InvalidInput::UntrustedUploadUrl {
+                scheme: parsed.scheme().to_owned(),
+                host: parsed.host_str().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(parsed)
+    }
+
     /// A call to an upload URL: no Authorization header (the URL is the credential).
     async fn upload_url(
         &self,
@@ -289,11 +304,7 @@ impl Client {
         headers: &[(&'static str, String)],
         body: Bytes,
     ) -> Result<reqwest::Response, Error> {
-        let parsed = reqwest::Url::parse(url.expose())
-            .map_err(|_| InvalidInput::Config("the upload URL is not a URL".into()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(InvalidInput::Config("the upload URL is not http(s)".into()).into());
-        }
+        let parsed = self.trusted_upload_url(url)?;
         let mut request = self.inner.http.request(method.clone(), parsed);
         for (name, value) in headers {
             request = request.header(*name, value.as_str());

@@ -26,7 +26,23 @@ pub struct Config {
     /// Overall timeout of a call without a large body (fragments get the engine's per-attempt
     /// timeout instead); 120 s by default.
     pub call_timeout: Duration,
+    /// More places upload URLs may point to (`scheme://host[:port]`: a proxy, a test server),
+    /// besides Microsoft's upload hosts and the Graph host ([`Config::trusts_upload_url`]).
+    pub trusted_urls: Vec<String>,
 }
+
+/// The hosts, with their subdomains, Graph hands upload URLs out on: SharePoint and OneDrive
+/// for Business worldwide and in the national clouds (US Government, US DoD, China, Germany),
+/// and OneDrive personal.
+pub const UPLOAD_HOSTS: [&str; 7] = [
+    "sharepoint.com",
+    "sharepoint.us",
+    "sharepoint-mil.us",
+    "sharepoint.cn",
+    "sharepoint.de",
+    "api.onedrive.com",
+    "1drv.com",
+];
 
 impl Config {
     /// Microsoft's production URLs with this authentication.
@@ -38,6 +54,7 @@ impl Config {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(120),
+            trusted_urls: Vec::new(),
         }
     }
 
@@ -50,19 +67,46 @@ impl Config {
     /// identity platform's host.
     pub fn with_urls(mut self, graph_url: &str, login_url: &str) -> Result<Self, InvalidInput> {
         for (what, u) in [("graph_url", graph_url), ("login_url", login_url)] {
-            let parsed = url::Url::parse(u).map_err(|e| InvalidInput::Config(format!("{what} {u:?}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                return Err(InvalidInput::Config(format!("{what} {u:?} must be an http(s) URL")));
-            }
+            upload_core::http::check_base_url(what, u).map_err(InvalidInput::Config)?;
         }
         self.graph_url = graph_url.trim_end_matches('/').to_owned();
         self.login_url = login_url.trim_end_matches('/').to_owned();
         Ok(self)
     }
 
+    /// Whether an upload URL (from a session Graph created, or from a saved state) may receive
+    /// a file's bytes: https on one of [`UPLOAD_HOSTS`] or a subdomain, or the scheme, host and
+    /// port of [`Config::graph_url`] (a national cloud's Graph) or of one of
+    /// [`Config::trusted_urls`] (an emulator's upload host). Anything else (plain http, an
+    /// internal address, another host or port) is refused before a byte is sent.
+    pub fn trusts_upload_url(&self, url: &url::Url) -> bool {
+        let Some(host) = url.host_str() else { return false };
+        let microsoft = url.scheme() == "https"
+            && UPLOAD_HOSTS.iter().any(|h| host == *h || host.strip_suffix(h).is_some_and(|sub| sub.ends_with('.')));
+        let configured = std::iter::once(&self.graph_url).chain(&self.trusted_urls).any(|c| {
+            url::Url::parse(c).is_ok_and(|c| {
+                c.scheme() == url.scheme()
+                    && c.host_str() == Some(host)
+                    && c.port_or_known_default() == url.port_or_known_default()
+            })
+        });
+        url.username().is_empty() && url.password().is_none() && (microsoft || configured)
+    }
+
+    /// Every configured address is an http(s) URL with a host and no user name or password.
+    pub(crate) fn check_urls(&self) -> Result<(), InvalidInput> {
+        let configured = [("graph_url", &self.graph_url), ("login_url", &self.login_url)];
+        for (what, u) in configured.into_iter().chain(self.trusted_urls.iter().map(|u| ("trusted_urls", u))) {
+            upload_core::http::check_base_url(what, u).map_err(InvalidInput::Config)?;
+        }
+        Ok(())
+    }
+
     /// From the environment: `GRAPH_ACCESS_TOKEN` (a fixed token), or `AZURE_TENANT_ID`,
     /// `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET` (client credentials, as Microsoft's SDKs read
-    /// them); `GRAPH_URL` and `AZURE_AUTHORITY_HOST` to point elsewhere.
+    /// them); `GRAPH_URL` and `AZURE_AUTHORITY_HOST` to point elsewhere, and
+    /// `GRAPH_TRUSTED_URLS` (comma-separated `scheme://host[:port]`) for more places upload URLs
+    /// may point to.
     pub fn from_env() -> Result<Self, InvalidInput> {
         Self::from_vars(&std::env::vars().collect())
     }
@@ -90,6 +134,9 @@ impl Config {
             let graph = var("GRAPH_URL").unwrap_or(config.graph_url.clone());
             let login = var("AZURE_AUTHORITY_HOST").unwrap_or(config.login_url.clone());
             config = config.with_urls(&graph, &login)?;
+        }
+        if let Some(urls) = var("GRAPH_TRUSTED_URLS") {
+            config.trusted_urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
         }
         Ok(config)
     }
@@ -154,13 +201,17 @@ pub struct RestConfig {
 }
 
 impl RestConfig {
+    /// Every configured address is an http(s) URL with a host and no user name or password.
+    pub(crate) fn check_urls(&self) -> Result<(), InvalidInput> {
+        for (what, u) in [("site URL", &self.site_url), ("login_url", &self.login_url)] {
+            upload_core::http::check_base_url(what, u).map_err(InvalidInput::Config)?;
+        }
+        Ok(())
+    }
+
     /// A site with this authentication, asking for `odata=nometadata`.
     pub fn new(site_url: &str, auth: RestAuth) -> Result<Self, InvalidInput> {
-        let parsed =
-            url::Url::parse(site_url).map_err(|e| InvalidInput::Config(format!("site URL {site_url:?}: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(InvalidInput::Config(format!("site URL {site_url:?} must be an http(s) URL")));
-        }
+        let parsed = upload_core::http::check_base_url("site URL", site_url).map_err(InvalidInput::Config)?;
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(InvalidInput::Config(format!("site URL {site_url:?} has a query or fragment")));
         }

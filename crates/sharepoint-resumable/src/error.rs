@@ -186,6 +186,18 @@ pub enum InvalidInput {
     /// A configuration value is missing or wrong.
     #[error("{0}")]
     Config(String),
+    /// An upload URL (from a saved state, or an answer) that Graph does not hand out: plain
+    /// http, or a host other than Microsoft's upload hosts, the Graph host and the configured
+    /// trusted URLs ([`Config::trusts_upload_url`](crate::Config::trusts_upload_url)).
+    #[error(
+        "the upload URL points to {scheme}://{host}, which is not a host Graph hands upload URLs out on (https on *.sharepoint.com, a national cloud's SharePoint, OneDrive, or the Graph host); add it to trusted_urls if it is yours"
+    )]
+    UntrustedUploadUrl {
+        /// Its scheme.
+        scheme: String,
+        /// Its host.
+        host: String,
+    },
     /// The name is taken and the conflict behaviour is `fail`.
     #[error("{path:?} already exists and the conflict behavior is fail")]
     Exists {

@@ -86,7 +86,7 @@
 //! * [`rest`]: [`RestClient`]: the SharePoint REST calls (`Files/add`, `AddUsingPath`, the chunk
 //!   calls, `GetUploadStatus`, `contextinfo`).
 //! * [`uploader`]: [`Uploader`] and [`RestUploader`], both protocols on the shared engine
-//!   (`upload-core`).
+//!   (`upload-core`); the REST half lives in a private module of its own, re-exported here.
 //! * [`library`]: the files SharePoint libraries rewrite after upload (Office, PDF, HTML),
 //!   reported as [`ServerModified`](upload_core::ServerModified) instead of failing.
 //! * `emulator` (feature `emulator`): the in-process Graph and SharePoint server.
@@ -105,6 +105,7 @@ pub mod fuzzing;
 mod generated;
 pub mod library;
 pub mod rest;
+mod rest_uploader;
 pub mod types;
 pub mod uploader;
 

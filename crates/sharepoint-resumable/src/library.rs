@@ -26,6 +26,17 @@ pub fn may_rewrite(name: &str) -> bool {
     }
 }
 
+/// The most bytes a library's metadata adds to a file (it adds a few kilobytes): a stored file
+/// of a rewritten type that is smaller than the one sent, or larger by more than this, is not a
+/// rewrite of it but another file (someone else's edit, another upload).
+pub const MAX_ADDED: u64 = 1 << 20;
+
+/// Whether a file of `stored` bytes can be a library's rewrite of the `sent` bytes of a file it
+/// rewrites: larger, by at most [`MAX_ADDED`].
+pub fn rewrite_fits(sent: u64, stored: Option<u64>) -> bool {
+    stored.is_some_and(|stored| stored > sent && stored - sent <= MAX_ADDED)
+}
+
 /// Why the stored file differs, as the uploaders report it.
 pub(crate) const REASON: &str = "the SharePoint library added its metadata to the file after receiving it whole, as it does to Office, PDF and HTML files";
 
@@ -40,6 +51,10 @@ mod tests {
         }
         for name in ["video.mp4", "archive.zip", "notes.txt", "docx", ".pdf", "dir.pdf/file", "pdf", "a.pdf.gz"] {
             assert!(!may_rewrite(name), "{name}");
+        }
+        assert!(rewrite_fits(1000, Some(1000 + 4096)) && rewrite_fits(0, Some(MAX_ADDED)));
+        for stored in [None, Some(1000), Some(999), Some(0), Some(1000 + MAX_ADDED + 1)] {
+            assert!(!rewrite_fits(1000, stored), "{stored:?}");
         }
     }
 }

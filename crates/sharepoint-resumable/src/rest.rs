@@ -253,6 +253,7 @@ fn sensitive(value: &str, what: &str) -> Result<HeaderValue, Error> {
 impl RestClient {
     /// A client for a site.
     pub fn new(config: RestConfig) -> Result<Self, Error> {
+        config.check_urls()?;
         // No redirects: one would carry the credentials (and a part's body) elsewhere.
         let http = upload_core::http::client(config.connect_timeout).map_err(Error::transport)?;
         let tokens = match &config.auth {

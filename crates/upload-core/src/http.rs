@@ -5,7 +5,10 @@
 //!   hostile server cannot make a client buffer without bound (part bodies never come back
 //!   through here; the vendor crates map [`DocumentError`] to their own errors);
 //! * the clock: a [`ClockOffset`] learned from the server's time when it refuses a request for
-//!   its signing time, added to every later signing time.
+//!   its signing time, added to every later signing time;
+//! * configured addresses: [`check_base_url`] and [`is_host_name`], so that an endpoint cannot
+//!   carry a user name and password (which HTTP clients turn into a `Basic` header) or smuggle a
+//!   path into a host name.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -109,9 +112,73 @@ pub fn server_date(header: Option<&str>) -> Option<SystemTime> {
     plausible(t.with_timezone(&chrono::Utc))
 }
 
+/// Checks an address from configuration (an endpoint, an API base, a site): `http` or `https`,
+/// a host, and no user name or password, which would go to the server as a `Basic` header
+/// beside the vendor's own credentials. `what` names the setting in the error, which never
+/// repeats a user name or password.
+pub fn check_base_url(what: &str, text: &str) -> Result<reqwest::Url, String> {
+    let shown = |t: &str| if t.contains('@') { "(not shown: it holds an @)".to_owned() } else { format!("{t:?}") };
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{what} {} is not a URL: {e}", shown(text)))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        return Err(format!(
+            "{what} {:?} carries a user name or password before its host: credentials go in the configuration, never in the address",
+            bare.as_str()
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{what} {} must be an http(s) URL with a host", shown(text)));
+    }
+    Ok(url)
+}
+
+/// Whether `host` is a host name of DNS labels (letters, digits and inner hyphens, 1 to 63 each,
+/// 253 in all), `localhost`, or an IP address: nothing that could end the host early (`/`, `@`,
+/// `:`, `?`, `#`) and move the request elsewhere.
+pub fn is_host_name(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty() && host.len() <= 253 && host.split('.').all(is_dns_label)
+}
+
+/// Whether `label` is one DNS label: 1 to 63 ASCII letters, digits and hyphens, neither first
+/// nor last a hyphen.
+pub fn is_dns_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_addresses_carry_no_credentials_and_hosts_are_names() {
+        assert!(check_base_url("endpoint", "https://oss-cn-hangzhou.aliyuncs.com").is_ok());
+        assert!(check_base_url("endpoint", "http://127.0.0.1:9000/v1.0").is_ok());
+        for bad in ["https://user:hunter2@example.com", "https://user@example.com/x", "https://:hunter2@example.com"] {
+            let err = check_base_url("endpoint", bad).unwrap_err();
+            assert!(err.contains("user name or password"), "{err}");
+            assert!(!err.contains("hunter2") && !err.contains("user@"), "{err}");
+        }
+        assert!(check_base_url("endpoint", "ftp://example.com").unwrap_err().contains("http(s)"));
+        let err = check_base_url("endpoint", "https://us er:hunter2@exa mple.com").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+
+        for good in ["qingstor.com", "pek3a", "a-b.c1", "localhost", "127.0.0.1", "::1"] {
+            assert!(is_host_name(good), "{good}");
+        }
+        for bad in ["", "evil.example/", "a..b", "-a.b", "a-.b", "u@h", "h:80", "h?x", "h#x", "h b", &"a".repeat(64)] {
+            assert!(!is_host_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_offset_is_learned_from_a_plausible_server_date() {

@@ -57,10 +57,13 @@
 //! * [`hash`]: SHA-1, MD5, CRC-64/XZ with combination, QuickXorHash; whole-file hashing with a
 //!   serializable state.
 //! * [`source`]: files (positional reads), bytes, async streams; fingerprints.
+//! * [`paging`]: checks of server-driven listing markers.
 //! * [`retry`]: failure classification, backoff with jitter, `Retry-After`.
 //! * [`engine`]: [`Upload`], its options, errors and report.
 //! * [`state`] and [`checkpoint`]: the resumable state and its file.
 //! * [`progress`]: events for progress bars and logs.
+//! * [`single`]: a small file sent whole in one request, under the part timeout, retry policy
+//!   and cancel token of an upload.
 //! * [`secret`]: a string that never shows in `Debug` or `Display`.
 #![warn(missing_docs)]
 
@@ -72,11 +75,13 @@ pub mod hash;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod paging;
 pub mod plan;
 pub mod progress;
 pub mod protocol;
 pub mod retry;
 pub mod secret;
+pub mod single;
 pub mod size;
 pub mod source;
 pub mod state;

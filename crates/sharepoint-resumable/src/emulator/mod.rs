@@ -715,7 +715,15 @@ impl Emulator {
     /// with [`EmulatorConfig::tenant`] and one of [`EmulatorConfig::clients`], say).
     pub fn config_with(&self, auth: crate::Auth) -> crate::Config {
         let base = crate::Config::new(auth);
-        base.clone().with_urls(&self.graph_url(), &self.login_url()).unwrap_or(base)
+        let mut config = base.clone().with_urls(&self.graph_url(), &self.login_url()).unwrap_or(base);
+        config.trusted_urls.push(self.upload_url());
+        config
+    }
+
+    /// The upload host's base (`http://127.0.0.1:<port>`), where every session's `uploadUrl`
+    /// points: a client must trust it ([`Config::trusted_urls`](crate::Config::trusted_urls)).
+    pub fn upload_url(&self) -> String {
+        self.shared.upload_base.clone()
     }
 
     /// A SharePoint REST client configuration for the first site: its URL, the first fixed
