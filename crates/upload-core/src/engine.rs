@@ -183,8 +183,8 @@ pub enum UploadError<E: std::error::Error + 'static> {
     /// The checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The state belongs to another vendor or target.
-    #[error("the saved upload state is for {found}, not {expected}")]
+    /// The state belongs to another vendor or target, or its session to another object.
+    #[error("the saved upload state is for {found}, not {expected}: a saved session must be its own target's")]
     StateMismatch {
         /// What this upload is.
         expected: String,
@@ -497,13 +497,7 @@ impl<P: Protocol> Upload<P> {
     /// Aborts the upload: stops, calls the vendor's abort, and removes the checkpoint file.
     pub async fn abort(&mut self) -> Result<(), Error<P>> {
         if let Some(state) = &self.state {
-            let target = self.protocol.target();
-            if state.target != target {
-                return Err(UploadError::StateMismatch { expected: target, found: state.target.clone() });
-            }
-            if let Err(found) = self.protocol.check_session(&state.session, &state.plan) {
-                return Err(UploadError::StateMismatch { expected: target, found });
-            }
+            self.check_own(state)?;
             let protocol = self.protocol.clone();
             let session = state.session.clone();
             self.call(Operation::Abort, || protocol.abort(&session)).await?;
@@ -702,28 +696,34 @@ impl<P: Protocol> Upload<P> {
         Ok(())
     }
 
+    /// Refuses a state of another vendor or target, or whose session names another object: the
+    /// state may come from a database or a file, and is checked before any call (abort included).
+    fn check_own(&self, state: &State<P>) -> Result<(), Error<P>> {
+        let vendor = self.protocol.rules().vendor;
+        let target = self.protocol.target();
+        let expected = || format!("{vendor} {target}");
+        if state.vendor != vendor || state.target != target {
+            return Err(UploadError::StateMismatch {
+                expected: expected(),
+                found: format!("{} {}", state.vendor, state.target),
+            });
+        }
+        self.protocol
+            .check_session(&state.session, &state.plan)
+            .map_err(|found| UploadError::StateMismatch { expected: expected(), found })
+    }
+
     /// Checks a resumed state against this vendor, target and source, and reconciles it with what
     /// the server holds. `Some(reason)` when the vendor no longer has the session.
     async fn resume_session(&mut self) -> Result<Option<String>, Error<P>> {
         let rules = self.protocol.rules();
         let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
-        let target = self.protocol.target();
         let Some(state) = &self.state else { return Ok(None) };
         if state.format != checkpoint::FORMAT || state.version != checkpoint::VERSION {
             return Err(UploadError::StateCorrupt(format!("format {:?} version {}", state.format, state.version)));
         }
-        if state.vendor != rules.vendor || state.target != target {
-            return Err(UploadError::StateMismatch {
-                expected: format!("{} {target}", rules.vendor),
-                found: format!("{} {}", state.vendor, state.target),
-            });
-        }
-        // The state may come from a database or a file: check the session and the plan before
-        // using them.
+        self.check_own(state)?;
         let plan = state.plan;
-        if let Err(found) = self.protocol.check_session(&state.session, &plan) {
-            return Err(UploadError::StateMismatch { expected: format!("{} {target}", rules.vendor), found });
-        }
         let plan_ok = crate::plan::check_size(&rules, plan.part_size).is_ok()
             && plan.first_part_number == rules.first_part_number
             && plan.max_parts <= rules.max_parts
