@@ -58,7 +58,7 @@ async fn oss_a_failed_head_after_a_lost_completion_keeps_the_checkpoint() {
         .unwrap()
         .run()
         .await;
-    let err = result.err().expect("a completion that could not be checked must not start over");
+    let Err(err) = result else { panic!("a completion that could not be checked must not start over") };
     assert!(err.to_string().contains("ServiceUnavailable"), "the HEAD's failure is reported: {err}");
     assert!(checkpoint.exists(), "the checkpoint is kept for a resume");
     let sent = parts(&emu);
@@ -106,7 +106,7 @@ async fn qingstor_a_failed_head_after_a_lost_completion_keeps_the_checkpoint() {
         .unwrap()
         .run()
         .await;
-    let err = result.err().expect("a completion that could not be checked must not start over");
+    let Err(err) = result else { panic!("a completion that could not be checked must not start over") };
     assert!(err.to_string().contains("503"), "the HEAD's failure is reported: {err}");
     assert!(checkpoint.exists(), "the checkpoint is kept for a resume");
     let sent = parts(&emu);
