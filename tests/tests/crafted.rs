@@ -82,12 +82,14 @@ async fn check_vendor<P: Protocol>(
     let before = requests();
     let why = refused(make(options(&crafted, part_size))).await;
     assert!(why.contains("the saved upload state is for a session of"), "{name}: {why}");
+    assert!(why.ends_with("a saved session must be its own target's"), "{name}: the rule is named: {why}");
     assert_eq!(requests(), before, "{name}: not one request was made with the crafted session");
 
-    // Aborting a crafted state reaches nothing either.
+    // Aborting a crafted state reaches nothing either, and is refused in the same words.
     let before = requests();
     let aborted = make(options(&crafted, part_size)).abort().await;
     assert!(matches!(aborted, Err(UploadError::StateMismatch { .. })), "{name}: {aborted:?}");
+    assert_eq!(aborted.err().map(|e| e.to_string()), Some(why), "{name}: abort and resume say the same");
     assert_eq!(requests(), before, "{name}: abort made no request");
     assert!(crafted.exists(), "{name}: a refused abort keeps the file");
 

@@ -308,7 +308,10 @@ async fn checkpoint_of_another_file_or_vendor_is_refused() {
     let other_vendor = Fake::new(Config::new(PartRules { vendor: "Other", ..rules(128 * KIB) }));
     let mut upload = Upload::resume_or_new(other_vendor, Source::file(&a).unwrap(), opts.clone()).unwrap();
     let err = upload.run().await.unwrap_err();
-    assert_eq!(err.to_string(), "the saved upload state is for Fake fake://bucket/key, not Other fake://bucket/key");
+    assert_eq!(
+        err.to_string(),
+        "the saved upload state is for Fake fake://bucket/key, not Other fake://bucket/key: a saved session must be its own target's"
+    );
 
     std::fs::write(&cp, br#"{"format":"cloud-upload/upload-state","version":99}"#).unwrap();
     let err = Upload::resume_or_new(fake.clone(), Source::file(&a).unwrap(), opts).unwrap_err();

@@ -205,12 +205,16 @@ impl Protocol for OssProtocol {
             Err(e) if e.code() == Some(&ErrorCode::NoSuchUpload) => {
                 // An earlier attempt may have completed the upload and lost its answer: the
                 // object then exists with exactly these bytes.
+                // Only an object proven absent or different starts the upload over; a check
+                // that failed (5xx, timeout) is that failure, retried and resumable.
                 match self.client.head_object(&session.bucket, &session.key).await {
                     Ok(head) if head.len == total_len && whole.crc64.is_some() && head.crc64 == whole.crc64 => {
                         tracing::info!(target = %self.target(), "the upload was completed by an attempt whose answer was lost");
                         Ok(CompleteOutput { result: None, crc64: head.crc64, version_id: None })
                     }
-                    _ => Err(e),
+                    Ok(_) => Err(e),
+                    Err(head) if head.code() == Some(&ErrorCode::NoSuchKey) => Err(e),
+                    Err(head) => Err(head),
                 }
             }
             other => other,

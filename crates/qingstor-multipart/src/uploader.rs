@@ -209,7 +209,11 @@ impl Protocol for QingStorProtocol {
                     {
                         Ok(head)
                     }
-                    _ => Err(e),
+                    // Only an object proven absent or different starts the upload over; a
+                    // check that failed (5xx, timeout) is that failure, retried and resumable.
+                    Ok(_) => Err(e),
+                    Err(head) if head.code() == Some(&ErrorCode::ObjectNotExists) => Err(e),
+                    Err(head) => Err(head),
                 }
             }
             Err(e) => Err(e),

@@ -43,15 +43,13 @@ pub enum CheckpointError {
         reason: String,
     },
     /// The file could have been written by someone else (owned by another user, or writable by
-    /// others): it could send the upload, or the credentials, somewhere the user never meant.
-    #[error(
-        "refusing to use {}: {reason}; a file someone else can write could send your data elsewhere (if you trust it, `chmod 600` it as its owner)",
-        path.display()
-    )]
+    /// others), so it could send the upload, or the credentials, somewhere the user never meant;
+    /// or it is not a regular file at all.
+    #[error("refusing to use {}: {reason}", path.display())]
     Insecure {
         /// The file.
         path: PathBuf,
-        /// Why it cannot be trusted.
+        /// Why it cannot be trusted, and what the user can do about it.
         reason: String,
     },
     /// The file is a checkpoint of another version.
@@ -162,15 +160,33 @@ pub const MAX_LEN: u64 = 64 << 20;
 /// someone else could have written, as ssh refuses such keys: on Unix it must be a regular file
 /// owned by the user running this process, and neither group- nor world-writable
 /// ([`CheckpointError::Insecure`]). It is checked on the open file, so it cannot be swapped
-/// between the check and the read.
+/// between the check and the read. A file longer than [`MAX_LEN`] is no upload state
+/// ([`CheckpointError::Malformed`]).
 pub fn read_private(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     use std::io::Read as _;
     let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
     let insecure = |reason: String| CheckpointError::Insecure { path: path.to_path_buf(), reason };
+    let malformed = |reason: String| CheckpointError::Malformed { path: path.to_path_buf(), reason };
+    let not_regular =
+        || insecure("it is not a regular file (a directory, a FIFO or a device); remove it or use another path".into());
+    // A link at the path is followed, as before; what it leads to is checked like the path.
+    // Look before opening, so that a device is never opened, and open without blocking, so that
+    // a FIFO put there between the look and the open cannot hang the open; the open file is
+    // checked again, so it cannot be swapped between the check and the read.
+    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
-        return Err(insecure("it is not a regular file".into()));
+        return Err(not_regular());
     }
     #[cfg(unix)]
     {
@@ -178,23 +194,28 @@ pub fn read_private(path: &Path) -> Result<Vec<u8>, CheckpointError> {
         let me = crate::sys::effective_uid();
         if meta.uid() != me {
             return Err(insecure(format!(
-                "it is owned by user {}, not by the user running this (user {me})",
+                "it is owned by user {}, not by the user running this (user {me}), and a file another user \
+                 owns could send your data elsewhere (if you trust it, make your own copy of it, or remove it \
+                 to start the upload again)",
                 meta.uid()
             )));
         }
         let mode = meta.mode() & 0o7777;
         if mode & 0o022 != 0 {
             let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
-            return Err(insecure(format!("it can be written by {who} (mode {mode:04o})")));
+            return Err(insecure(format!(
+                "it can be written by {who} (mode {mode:04o}), and a file someone else can write could send \
+                 your data elsewhere (if you trust it, `chmod 600` it)"
+            )));
         }
     }
     if meta.len() > MAX_LEN {
-        return Err(insecure(format!("it is {} bytes long, more than any upload state", meta.len())));
+        return Err(malformed(format!("it is {} bytes long, more than any upload state", meta.len())));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     file.take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(io_err)?;
     if bytes.len() as u64 > MAX_LEN {
-        return Err(insecure("it grew past the size of any upload state while being read".into()));
+        return Err(malformed("it grew past the size of any upload state while being read".into()));
     }
     Ok(bytes)
 }
@@ -316,19 +337,63 @@ mod tests {
             let err = load::<Doc>(&path).unwrap_err();
             assert!(matches!(err, CheckpointError::Insecure { .. }), "{m:o}: {err}");
             assert!(err.to_string().contains(says), "{err}");
-            assert!(err.to_string().contains("chmod 600"), "{err}");
+            assert!(err.to_string().contains("`chmod 600` it"), "{err}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(load::<Doc>(&path).unwrap(), doc(), "readable by others is not a reason to refuse");
 
-        assert!(matches!(load::<Doc>(&dir), Err(CheckpointError::Insecure { .. })), "a directory is refused");
+        let err = load::<Doc>(&dir).unwrap_err();
+        assert!(matches!(err, CheckpointError::Insecure { .. }), "a directory is refused: {err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(!err.to_string().contains("chmod"), "no chmod makes a directory a checkpoint: {err}");
 
         if crate::sys::effective_uid() == 0 {
             // Only root can give a file away; CI runs as root.
             std::process::Command::new("chown").arg("65534").arg(&path).status().unwrap();
             let err = load::<Doc>(&path).unwrap_err();
             assert!(err.to_string().contains("owned by user 65534"), "{err}");
+            assert!(!err.to_string().contains("chmod"), "its owner is someone else: {err}");
+            assert!(err.to_string().contains("make your own copy"), "{err}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A FIFO planted at the checkpoint's path would block the open until someone writes to it:
+    /// it is refused at once instead.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_at_the_checkpoint_path_is_refused_without_hanging() {
+        let dir = scratch("fifo");
+        let path = dir.join("state.json");
+        assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(load::<Doc>(&reader).map(|_| ()));
+        });
+        let result = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if result.is_err() {
+            // Unblock the stuck reader so that the test ends.
+            let _ = std::fs::OpenOptions::new().write(true).open(&path);
+        }
+        let err = result.expect("loading a FIFO hung").unwrap_err();
+        assert!(matches!(err, CheckpointError::Insecure { .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file too large to be a checkpoint is not a valid one; it is not a matter of who could
+    /// write it.
+    #[test]
+    fn an_oversized_file_is_malformed_not_insecure() {
+        let dir = scratch("oversized");
+        let path = dir.join("state.json");
+        save(&path, &doc()).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(MAX_LEN + 1).unwrap();
+        let err = load::<Doc>(&path).unwrap_err();
+        assert!(matches!(err, CheckpointError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("more than any upload state"), "{err}");
+        assert!(!err.to_string().contains("elsewhere"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

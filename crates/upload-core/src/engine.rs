@@ -42,7 +42,7 @@ use crate::hash::{Digests, Hashes, WholeHasher};
 use crate::plan::{PartPlan, PartRules, PartSize, PartSpec, PlanError};
 use crate::progress::{Event, Observer};
 use crate::protocol::{IntegrityError, PartUpload, Protocol, ServerModified, ServerPart};
-use crate::retry::{Backoff, Classify, Retried, RetryPolicy, retry};
+use crate::retry::{Backoff, Classify, Retried, RetryPolicy};
 use crate::source::{Fingerprint, ReadAt, Source, SourceChanged};
 use crate::state::{DonePart, UploadState};
 
@@ -183,8 +183,8 @@ pub enum UploadError<E: std::error::Error + 'static> {
     /// The checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The state belongs to another vendor or target.
-    #[error("the saved upload state is for {found}, not {expected}")]
+    /// The state belongs to another vendor or target, or its session to another object.
+    #[error("the saved upload state is for {found}, not {expected}: a saved session must be its own target's")]
     StateMismatch {
         /// What this upload is.
         expected: String,
@@ -497,13 +497,7 @@ impl<P: Protocol> Upload<P> {
     /// Aborts the upload: stops, calls the vendor's abort, and removes the checkpoint file.
     pub async fn abort(&mut self) -> Result<(), Error<P>> {
         if let Some(state) = &self.state {
-            let target = self.protocol.target();
-            if state.target != target {
-                return Err(UploadError::StateMismatch { expected: target, found: state.target.clone() });
-            }
-            if let Err(found) = self.protocol.check_session(&state.session, &state.plan) {
-                return Err(UploadError::StateMismatch { expected: target, found });
-            }
+            self.check_own(state)?;
             let protocol = self.protocol.clone();
             let session = state.session.clone();
             self.call(Operation::Abort, || protocol.abort(&session)).await?;
@@ -516,7 +510,14 @@ impl<P: Protocol> Upload<P> {
     }
 
     /// One vendor call (not a part) with retries.
-    async fn call<T, F, Fut>(&self, operation: Operation, f: F) -> Result<T, Error<P>>
+    ///
+    /// Cancelling reaches every wait: a `Retry-After` sleep, backoff, a slow answer, Box's commit
+    /// polling. Dropping a request is safe for calls that each vendor lets repeat on resume, but
+    /// not for two: a create in flight is let finish (a session it made would be lost to the
+    /// state, left open on the server, and SharePoint REST would keep the file locked), and its
+    /// caller saves the session and then reports the cancel; an abort is what a caller does
+    /// after cancelling, so the token does not cut it at all.
+    async fn call<T, F, Fut>(&self, operation: Operation, mut f: F) -> Result<T, Error<P>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, P::Error>>,
@@ -535,20 +536,40 @@ impl<P: Protocol> Upload<P> {
         if let Some(d) = self.deadline {
             policy.max_elapsed = policy.max_elapsed.min(d.saturating_duration_since(Instant::now()));
         }
-        let attempts = retry(&policy, f, |attempt, error, delay| {
-            tracing::debug!(operation = name, attempt, ?delay, %error, "retrying");
-            self.emit(Event::Retrying { operation: name, attempt, delay, error: error.to_string() });
-        });
-        // Cancelling reaches every wait: a `Retry-After` sleep, a slow answer, Box's commit
-        // polling. Dropping the call is safe: each vendor's calls are safe to repeat on resume.
-        // Aborting is what a caller does after cancelling, so it is not cut by the token.
         let cancel = match operation {
             Operation::Abort => CancellationToken::new(),
             _ => self.options.cancel.clone(),
         };
-        tokio::select! {
-            result = attempts => result.map_err(|source| UploadError::Vendor { operation, part: None, source }),
-            () = cancel.cancelled() => Err(UploadError::Cancelled),
+        let cut_in_flight = !matches!(operation, Operation::Create | Operation::Abort);
+        let mut backoff = policy.start();
+        loop {
+            let attempt = backoff.attempt();
+            let answer = if cut_in_flight {
+                tokio::select! {
+                    answer = f() => answer,
+                    () = cancel.cancelled() => return Err(UploadError::Cancelled),
+                }
+            } else {
+                f().await
+            };
+            let error = match answer {
+                Ok(v) => return Ok(v),
+                Err(error) => error,
+            };
+            let delay = match backoff.next_delay(error.is_retryable(), error.retry_after()) {
+                Ok(delay) if !cancel.is_cancelled() => delay,
+                Ok(_) => return Err(UploadError::Cancelled),
+                Err(reason) => {
+                    let source = Retried { error, attempts: backoff.attempts(), elapsed: backoff.elapsed(), reason };
+                    return Err(UploadError::Vendor { operation, part: None, source });
+                }
+            };
+            tracing::debug!(operation = name, attempt, ?delay, %error, "retrying");
+            self.emit(Event::Retrying { operation: name, attempt, delay, error: error.to_string() });
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return Err(UploadError::Cancelled),
+            }
         }
     }
 
@@ -666,7 +687,30 @@ impl<P: Protocol> Upload<P> {
         self.hasher = Some(hasher);
         self.reconciled = true;
         self.emit(Event::SessionCreated { part_size: plan.part_size, parts: plan.part_count(), total_len: total });
-        self.save(true, &mut Instant::now())
+        self.save(true, &mut Instant::now())?;
+        // A cancel that came while the create was in flight: the session is saved, and nothing
+        // more is sent.
+        if self.options.cancel.is_cancelled() {
+            return Err(UploadError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Refuses a state of another vendor or target, or whose session names another object: the
+    /// state may come from a database or a file, and is checked before any call (abort included).
+    fn check_own(&self, state: &State<P>) -> Result<(), Error<P>> {
+        let vendor = self.protocol.rules().vendor;
+        let target = self.protocol.target();
+        let expected = || format!("{vendor} {target}");
+        if state.vendor != vendor || state.target != target {
+            return Err(UploadError::StateMismatch {
+                expected: expected(),
+                found: format!("{} {}", state.vendor, state.target),
+            });
+        }
+        self.protocol
+            .check_session(&state.session, &state.plan)
+            .map_err(|found| UploadError::StateMismatch { expected: expected(), found })
     }
 
     /// Checks a resumed state against this vendor, target and source, and reconciles it with what
@@ -674,23 +718,12 @@ impl<P: Protocol> Upload<P> {
     async fn resume_session(&mut self) -> Result<Option<String>, Error<P>> {
         let rules = self.protocol.rules();
         let sequential = self.protocol.whole_hashes().without(Hashes::CRC64);
-        let target = self.protocol.target();
         let Some(state) = &self.state else { return Ok(None) };
         if state.format != checkpoint::FORMAT || state.version != checkpoint::VERSION {
             return Err(UploadError::StateCorrupt(format!("format {:?} version {}", state.format, state.version)));
         }
-        if state.vendor != rules.vendor || state.target != target {
-            return Err(UploadError::StateMismatch {
-                expected: format!("{} {target}", rules.vendor),
-                found: format!("{} {}", state.vendor, state.target),
-            });
-        }
-        // The state may come from a database or a file: check the session and the plan before
-        // using them.
+        self.check_own(state)?;
         let plan = state.plan;
-        if let Err(found) = self.protocol.check_session(&state.session, &plan) {
-            return Err(UploadError::StateMismatch { expected: format!("{} {target}", rules.vendor), found });
-        }
         let plan_ok = crate::plan::check_size(&rules, plan.part_size).is_ok()
             && plan.first_part_number == rules.first_part_number
             && plan.max_parts <= rules.max_parts
