@@ -82,6 +82,7 @@ async fn check_vendor<P: Protocol>(
     let before = requests();
     let why = refused(make(options(&crafted, part_size))).await;
     assert!(why.contains("the saved upload state is for a session of"), "{name}: {why}");
+    assert!(!why.contains("Some("), "{name}: plain numbers, not debug output: {why}");
     assert!(why.ends_with("a saved session must be its own target's"), "{name}: the rule is named: {why}");
     assert_eq!(requests(), before, "{name}: not one request was made with the crafted session");
 

@@ -167,12 +167,12 @@ impl Protocol for BoxProtocol {
             || plan.part_count() != Some(session.session.total_parts)
         {
             return Err(format!(
-                "a session of {} bytes in {} parts of {}, planned as {:?} bytes in {:?} parts of {}",
+                "a session of {} bytes in {} parts of {}, planned as {} bytes in {} parts of {}",
                 session.file_size,
                 session.session.total_parts,
                 session.session.part_size,
-                plan.total_len,
-                plan.part_count(),
+                plan.total_len.unwrap_or_default(),
+                plan.part_count().unwrap_or_default(),
                 plan.part_size
             ));
         }

@@ -482,7 +482,11 @@ fn load_state<P: Protocol>(protocol: &P, checkpoint: &Path) -> Result<UploadStat
     match found {
         Some(found) => Err(Failure::new(
             Exit::BadInput,
-            format!("{}: the saved upload state is for {}, not {target}", checkpoint.display(), term::escape(&found)),
+            format!(
+                "{}: the saved upload state is for {}, not {target}: a saved session must be its own target's",
+                checkpoint.display(),
+                term::escape(&found)
+            ),
         )),
         None => Ok(state),
     }

@@ -145,7 +145,11 @@ impl Protocol for RestProtocol {
             return Err(format!("a session of the file {}", session.file.escape_debug()));
         }
         if plan.total_len != Some(session.file_size) {
-            return Err(format!("a session of {} bytes, planned as {:?} bytes", session.file_size, plan.total_len));
+            return Err(format!(
+                "a session of {} bytes, planned as {} bytes",
+                session.file_size,
+                plan.total_len.unwrap_or_default()
+            ));
         }
         Ok(())
     }

@@ -161,7 +161,11 @@ impl Protocol for GraphProtocol {
             return Err(format!("a session of {}", other.target().escape_debug()));
         }
         if plan.total_len != Some(session.file_size) {
-            return Err(format!("a session of {} bytes, planned as {:?} bytes", session.file_size, plan.total_len));
+            return Err(format!(
+                "a session of {} bytes, planned as {} bytes",
+                session.file_size,
+                plan.total_len.unwrap_or_default()
+            ));
         }
         // The client checks the upload URL before every request too; a crafted state is
         // refused here before any call.
