@@ -86,7 +86,22 @@ mod oss {
         };
         server.script(move |r| if r.target.contains("key-marker=b") { uploads("a", "1") } else { uploads("b", "2") });
         let r = bounded("alternating markers", c.list_all_multipart_uploads("bucket", None)).await;
-        assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("move past")), "{r:?}");
+        assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("goes back")), "{r:?}");
+
+        // Empty truncated pages whose markers move on for ever.
+        server.script(|r| {
+            let n = r.target.split("key-marker=k").nth(1).and_then(|m| m.split('&').next()?.parse().ok()).unwrap_or(0u64);
+            xml(
+                200,
+                &format!(
+                    "<?xml version=\"1.0\"?><ListMultipartUploadsResult><Bucket>bucket</Bucket><IsTruncated>true</IsTruncated>\
+                     <NextKeyMarker>k{:09}</NextKeyMarker></ListMultipartUploadsResult>",
+                    n + 1
+                ),
+            )
+        });
+        let r = bounded("empty pages", c.list_all_multipart_uploads("bucket", None)).await;
+        assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("no upload")), "{r:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +168,7 @@ mod qingstor {
         };
         server.script(move |r| if r.target.contains("key_marker=b") { uploads("a") } else { uploads("b") });
         let r = bounded("alternating upload markers", c.list_all_multipart_uploads("bucket", None)).await;
-        assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("move past")), "{r:?}");
+        assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("goes back")), "{r:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +222,8 @@ mod box_api {
         let session = UploadSession { id: "S1".into(), part_size: 8, total_parts: 3, ..UploadSession::default() };
         let r = bounded("endless part pages", c.list_all_parts(&session)).await;
         assert!(matches!(&r, Err(Error::MalformedResponse { detail, .. }) if detail.contains("more parts")), "{r:?}");
-        assert_eq!(upload.seen().len(), 1);
+        // One page of slack for entries that come twice while parts are stored.
+        assert_eq!(upload.seen().len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,10 +281,19 @@ mod sharepoint {
             "https://contoso.sharepoint.cn/x",
             "https://api.onedrive.com/rup/abc",
             "https://sn3302.up.1drv.com/up/abc",
+            "https://my.microsoftpersonalcontent.com/personal/abc/_api/v2.0/drives/abc/items/1/uploadSession?tempauth=t",
             "https://graph.microsoft.com/v1.0/x",
         ] {
             assert!(trusts(good), "{good}");
         }
+        assert!(!trusts("https://contoso.sharepoint.com:8443/x"), "Microsoft's hosts on their own port only");
+        // A host of one's own, added to trusted_urls, by scheme, host and port.
+        let mut config = Config::with_token("t");
+        config.trusted_urls.push(elsewhere.url());
+        let own = Client::new(config).unwrap();
+        let ok = |u: &str| own.config().trusts_upload_url(&reqwest::Url::parse(u).unwrap());
+        assert!(ok(&format!("{}/up/x", elsewhere.url())));
+        assert!(!ok(&format!("http://127.0.0.1:{}/up/x", elsewhere.addr.port() ^ 1)));
     }
 
     #[test]

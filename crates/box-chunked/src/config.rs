@@ -149,7 +149,7 @@ impl Config {
                     && c.port_or_known_default() == url.port_or_known_default()
             })
         });
-        box_host || configured
+        url.username().is_empty() && url.password().is_none() && (box_host || configured)
     }
 }
 

@@ -272,8 +272,17 @@ fn failure<E: std::error::Error + upload_core::Classify + 'static>(
         | UploadError::Input(_)
         | UploadError::SourceChanged(_)
         | UploadError::StateMismatch { .. }
-        | UploadError::StateCorrupt(_)
-        | UploadError::Checkpoint(_) => Failure::new(Exit::BadInput, e.to_string()),
+        | UploadError::StateCorrupt(_) => Failure::new(Exit::BadInput, e.to_string()),
+        // A checkpoint that cannot be written (a full disk, a directory made read-only) is not
+        // bad input: what the server holds is kept, and the run can be repeated once it can.
+        UploadError::Checkpoint(upload_core::checkpoint::CheckpointError::Io { .. }) => Failure::new(
+            Exit::Other,
+            format!(
+                "{e}
+what was uploaded is kept on the server; fix the checkpoint's directory, then run the same command again"
+            ),
+        ),
+        UploadError::Checkpoint(_) => Failure::new(Exit::BadInput, e.to_string()),
         UploadError::Vendor { source, .. } => {
             let (auth, code) = class(&source.error);
             if code.as_deref() == Some(SESSION_HELD) {

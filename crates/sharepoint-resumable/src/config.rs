@@ -33,8 +33,9 @@ pub struct Config {
 
 /// The hosts, with their subdomains, Graph hands upload URLs out on: SharePoint and OneDrive
 /// for Business worldwide and in the national clouds (US Government, US DoD, China, Germany),
-/// and OneDrive personal.
-pub const UPLOAD_HOSTS: [&str; 7] = [
+/// and OneDrive personal (`api.onedrive.com`, `*.up.1drv.com`, and
+/// `my.microsoftpersonalcontent.com` since 2024).
+pub const UPLOAD_HOSTS: [&str; 8] = [
     "sharepoint.com",
     "sharepoint.us",
     "sharepoint-mil.us",
@@ -42,6 +43,7 @@ pub const UPLOAD_HOSTS: [&str; 7] = [
     "sharepoint.de",
     "api.onedrive.com",
     "1drv.com",
+    "microsoftpersonalcontent.com",
 ];
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
     pub fn trusts_upload_url(&self, url: &url::Url) -> bool {
         let Some(host) = url.host_str() else { return false };
         let microsoft = url.scheme() == "https"
+            && url.port().is_none()
             && UPLOAD_HOSTS.iter().any(|h| host == *h || host.strip_suffix(h).is_some_and(|sub| sub.ends_with('.')));
         let configured = std::iter::once(&self.graph_url).chain(&self.trusted_urls).any(|c| {
             url::Url::parse(c).is_ok_and(|c| {

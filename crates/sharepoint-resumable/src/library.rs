@@ -26,13 +26,15 @@ pub fn may_rewrite(name: &str) -> bool {
     }
 }
 
-/// The most bytes a library's metadata adds to a file (it adds a few kilobytes): a stored file
-/// of a rewritten type that is smaller than the one sent, or larger by more than this, is not a
-/// rewrite of it but another file (someone else's edit, another upload).
+/// The most bytes a library's metadata is taken to add to a file (it adds a few kilobytes), when
+/// the file is found by looking at its path after the answer that named it was lost.
 pub const MAX_ADDED: u64 = 1 << 20;
 
-/// Whether a file of `stored` bytes can be a library's rewrite of the `sent` bytes of a file it
-/// rewrites: larger, by at most [`MAX_ADDED`].
+/// Whether a file of `stored` bytes, found at the path after the answer naming the upload's
+/// file was lost, can be a library's rewrite of the `sent` bytes: larger, by at most
+/// [`MAX_ADDED`]. Anything else there (smaller, or far larger) is taken for another file,
+/// someone else's edit, and the upload starts over rather than calling it done. A file the
+/// session's own answer names may have any size: it is this session's.
 pub fn rewrite_fits(sent: u64, stored: Option<u64>) -> bool {
     stored.is_some_and(|stored| stored > sent && stored - sent <= MAX_ADDED)
 }

@@ -134,14 +134,24 @@ pub fn check_base_url(what: &str, text: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
-/// Whether `host` is a host name of DNS labels (letters, digits and inner hyphens, 1 to 63 each,
-/// 253 in all), `localhost`, or an IP address: nothing that could end the host early (`/`, `@`,
-/// `:`, `?`, `#`) and move the request elsewhere.
+/// Whether `host` is a host name (labels of 1 to 63 letters, digits, inner hyphens and
+/// underscores, as container and service names have them; 253 in all; one final dot allowed),
+/// `localhost`, or an IP address: nothing that could end the host early (`/`, `@`, `:`, `?`,
+/// `#`) and move the request elsewhere.
 pub fn is_host_name(host: &str) -> bool {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return true;
     }
-    !host.is_empty() && host.len() <= 253 && host.split('.').all(is_dns_label)
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label)
 }
 
 /// Whether `label` is one DNS label: 1 to 63 ASCII letters, digits and hyphens, neither first
@@ -172,12 +182,17 @@ mod tests {
         let err = check_base_url("endpoint", "https://us er:hunter2@exa mple.com").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
 
-        for good in ["qingstor.com", "pek3a", "a-b.c1", "localhost", "127.0.0.1", "::1"] {
+        for good in
+            ["qingstor.com", "pek3a", "a-b.c1", "localhost", "127.0.0.1", "::1", "oss_emulator", "qingstor.com."]
+        {
             assert!(is_host_name(good), "{good}");
         }
-        for bad in ["", "evil.example/", "a..b", "-a.b", "a-.b", "u@h", "h:80", "h?x", "h#x", "h b", &"a".repeat(64)] {
+        for bad in
+            ["", "evil.example/", "a..b", "-a.b", "a-.b", "u@h", "h:80", "h?x", "h#x", "h b", &"a".repeat(64), "."]
+        {
             assert!(!is_host_name(bad), "{bad:?}");
         }
+        assert!(!is_dns_label("pek3_a") && is_dns_label("pek3a"));
     }
 
     #[test]
