@@ -296,6 +296,33 @@ mod sharepoint {
         assert!(!ok(&format!("http://127.0.0.1:{}/up/x", elsewhere.addr.port() ^ 1)));
     }
 
+    /// A Graph that hands out an upload URL elsewhere: the upload fails at once, naming the
+    /// host, and the URL is never written to the checkpoint for a later run to follow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn graph_an_untrusted_upload_url_from_create_is_refused_and_never_saved() {
+        use sharepoint_resumable::{Drive, Item, Source, Uploader};
+        let (graph, elsewhere) = (Hostile::start().await, Hostile::start().await);
+        let url = format!("{}/up/S1?tempauth=TEMPAUTH-SECRET", elsewhere.url());
+        graph.script(move |_| {
+            json(200, &format!("{{\"uploadUrl\":\"{url}\",\"expirationDateTime\":\"2099-01-01T00:00:00Z\"}}"))
+        });
+        let mut config = Config::with_token("GRAPH-TOKEN-SECRET").with_urls(&graph.url(), &graph.url()).unwrap();
+        config.retry = quick_retry();
+        let dir = tests::fake::temp_dir("untrusted-graph-create");
+        let checkpoint = dir.join("state.json");
+        let options = UploadOptions { checkpoint: Some(checkpoint.clone()), ..stall_options() };
+        let uploader = Uploader::new(Client::new(config).unwrap()).with_options(options);
+        let data = bytes::Bytes::from(tests::fake::pattern(1000, 4));
+        let mut up = uploader.upload(Drive::Me, Item::Path("f.bin".into()), Source::bytes(data)).unwrap();
+        let err = bounded("untrusted create", up.run()).await.unwrap_err().to_string();
+        assert!(err.contains("not a host Graph hands upload URLs out on"), "{err}");
+        assert!(!err.contains("TEMPAUTH-SECRET"), "{err}");
+        assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+        let saved = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        assert!(!saved.contains("TEMPAUTH-SECRET"), "the untrusted URL was saved: {saved}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn sharepoint_addresses_carry_no_user_name_or_password() {
         let err =

@@ -38,8 +38,10 @@ impl Backend {
                     }
                     None => oss_multipart::Config::from_env().map_err(config_error)?,
                 };
-                if let Some(r) = &s.region {
-                    config = config.with_region(r.clone());
+                // The region of the command line, else of the environment (as without --endpoint).
+                let env_region = std::env::var("OSS_REGION").ok().filter(|r| !r.is_empty());
+                if let Some(r) = s.region.clone().or(if s.endpoint.is_some() { env_region } else { None }) {
+                    config = config.with_region(r);
                 }
                 match s.signature_version.as_deref() {
                     None | Some("v4" | "V4") => {}

@@ -604,6 +604,18 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_that_cannot_be_written_is_not_bad_input() {
+        use upload_core::checkpoint::CheckpointError;
+        let full = CheckpointError::Io { path: "cp.json".into(), source: std::io::Error::other("no space left") };
+        let f = failure(UploadError::<oss_multipart::Error>::Checkpoint(full), oss_class, Path::new("cp.json"));
+        assert_eq!(f.exit, Exit::Other, "{}", f.message);
+        assert!(f.message.contains("kept on the server"), "{}", f.message);
+        let bad = CheckpointError::Malformed { path: "cp.json".into(), reason: "not JSON".into() };
+        let f = failure(UploadError::<oss_multipart::Error>::Checkpoint(bad), oss_class, Path::new("cp.json"));
+        assert_eq!(f.exit, Exit::BadInput, "{}", f.message);
+    }
+
+    #[test]
     fn a_rewritten_file_says_what_was_sent_and_what_is_stored() {
         let m = Modified {
             reason: "the library added its metadata".into(),

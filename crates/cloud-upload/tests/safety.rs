@@ -104,3 +104,15 @@ fn uploads_stops_at_a_listing_whose_markers_go_back() {
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(text.contains("goes back"), "{text}");
 }
+
+/// `--endpoint` names the host; the region still comes from `OSS_REGION`, as without it.
+#[test]
+fn an_endpoint_on_the_command_line_keeps_the_region_of_the_environment() {
+    let dir = temp_dir("endpoint-region");
+    let emulators = Emulators::start("oss", &[]);
+    let mut env = emulators.oss_env();
+    let endpoint = env.iter().find(|(k, _)| *k == "OSS_ENDPOINT").map(|(_, v)| v.clone()).unwrap();
+    env.retain(|(k, _)| *k != "OSS_ENDPOINT");
+    let out = run(&dir, &env, &["uploads", "oss://bucket", "--endpoint", &endpoint]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
