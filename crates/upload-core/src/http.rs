@@ -123,6 +123,8 @@ pub fn check_base_url(what: &str, text: &str) -> Result<reqwest::Url, String> {
         let mut bare = url.clone();
         let _ = bare.set_username("");
         let _ = bare.set_password(None);
+        bare.set_query(None);
+        bare.set_fragment(None);
         return Err(format!(
             "{what} {:?} carries a user name or password before its host: credentials go in the configuration, never in the address",
             bare.as_str()
@@ -179,6 +181,8 @@ mod tests {
             assert!(!err.contains("hunter2") && !err.contains("user@"), "{err}");
         }
         assert!(check_base_url("endpoint", "ftp://example.com").unwrap_err().contains("http(s)"));
+        let err = check_base_url("endpoint", "https://u:p@example.com/x?sig=SECRET#f").unwrap_err();
+        assert!(!err.contains("SECRET") && !err.contains(":p@"), "{err}");
         let err = check_base_url("endpoint", "https://us er:hunter2@exa mple.com").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
 
