@@ -123,7 +123,7 @@ impl Config {
         }
         config.as_user = var("BOX_AS_USER");
         if let Some(urls) = var("BOX_TRUSTED_URLS") {
-            config.trusted_urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            config.trusted_urls = upload_core::http::url_list(&urls);
         }
         Ok(config)
     }
@@ -142,14 +142,10 @@ impl Config {
     pub(crate) fn trusts(&self, url: &url::Url) -> bool {
         let Some(host) = url.host_str() else { return false };
         let box_host = url.scheme() == "https" && (host == "box.com" || host.ends_with(".box.com"));
-        let configured = [&self.api_url, &self.upload_url].into_iter().chain(&self.trusted_urls).any(|c| {
-            url::Url::parse(c).is_ok_and(|c| {
-                c.scheme() == url.scheme()
-                    && c.host_str() == Some(host)
-                    && c.port_or_known_default() == url.port_or_known_default()
-            })
-        });
-        url.username().is_empty() && url.password().is_none() && (box_host || configured)
+        let configured = [&self.api_url, &self.upload_url].into_iter().chain(&self.trusted_urls);
+        url.username().is_empty()
+            && url.password().is_none()
+            && (box_host || upload_core::http::same_origin_as_any(url, configured))
     }
 }
 

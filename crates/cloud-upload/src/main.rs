@@ -165,16 +165,10 @@ struct PutOptions {
     /// Parts in flight.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Endpoint, such as oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000 (for
-    /// sharepoint-rest://, the site URL).
-    #[arg(long)]
-    endpoint: Option<String>,
-    /// OSS region (V4 signing).
-    #[arg(long)]
-    region: Option<String>,
+    /// Endpoint (such as oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000), OSS region,
     /// QingStor zone.
-    #[arg(long)]
-    zone: Option<String>,
+    #[command(flatten)]
+    place: Where,
     /// OSS signature version: v1 or v4.
     #[arg(long)]
     signature_version: Option<String>,
@@ -271,9 +265,9 @@ async fn put(file: PathBuf, target: String, o: PutOptions) -> Result<(), Failure
     let target = target::parse(&target).map_err(|e| Failure::new(Exit::BadInput, e))?;
     let part_size = o.part_size.as_deref().map(parse_size).transpose()?;
     let settings = Settings {
-        endpoint: o.endpoint,
-        region: o.region,
-        zone: o.zone,
+        endpoint: o.place.endpoint,
+        region: o.place.region,
+        zone: o.place.zone,
         signature_version: o.signature_version,
         concurrency: o.concurrency,
         part_size,

@@ -86,14 +86,10 @@ impl Config {
         let microsoft = url.scheme() == "https"
             && url.port().is_none()
             && UPLOAD_HOSTS.iter().any(|h| host == *h || host.strip_suffix(h).is_some_and(|sub| sub.ends_with('.')));
-        let configured = std::iter::once(&self.graph_url).chain(&self.trusted_urls).any(|c| {
-            url::Url::parse(c).is_ok_and(|c| {
-                c.scheme() == url.scheme()
-                    && c.host_str() == Some(host)
-                    && c.port_or_known_default() == url.port_or_known_default()
-            })
-        });
-        url.username().is_empty() && url.password().is_none() && (microsoft || configured)
+        let configured = std::iter::once(&self.graph_url).chain(&self.trusted_urls);
+        url.username().is_empty()
+            && url.password().is_none()
+            && (microsoft || upload_core::http::same_origin_as_any(url, configured))
     }
 
     /// Every configured address is an http(s) URL with a host and no user name or password.
@@ -139,7 +135,7 @@ impl Config {
             config = config.with_urls(&graph, &login)?;
         }
         if let Some(urls) = var("GRAPH_TRUSTED_URLS") {
-            config.trusted_urls = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            config.trusted_urls = upload_core::http::url_list(&urls);
         }
         Ok(config)
     }

@@ -136,6 +136,27 @@ pub fn check_base_url(what: &str, text: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Whether `url` has the scheme, host and port of one of `configured` (addresses from
+/// configuration, such as an API base or a list of trusted URLs), and no user name or password:
+/// the rule by which a URL a server hands out may receive a credential or a file's bytes.
+pub fn same_origin_as_any<'c>(url: &reqwest::Url, configured: impl IntoIterator<Item = &'c String>) -> bool {
+    let unauthenticated = url.username().is_empty() && url.password().is_none();
+    unauthenticated
+        && configured.into_iter().any(|c| {
+            reqwest::Url::parse(c).is_ok_and(|c| {
+                c.scheme() == url.scheme()
+                    && c.host_str() == url.host_str()
+                    && c.port_or_known_default() == url.port_or_known_default()
+            })
+        })
+}
+
+/// A comma-separated list of URLs from an environment variable (`BOX_TRUSTED_URLS`,
+/// `GRAPH_TRUSTED_URLS`), blanks dropped.
+pub fn url_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+}
+
 /// Whether `host` is a host name (labels of 1 to 63 letters, digits, inner hyphens and
 /// underscores, as container and service names have them; 253 in all; one final dot allowed),
 /// `localhost`, or an IP address: nothing that could end the host early (`/`, `@`, `:`, `?`,
